@@ -1,0 +1,74 @@
+# tern - build, run, test, asan, fuzz, bench.
+# Dependencies come from pkg-config; output goes to $(B) (build/ by default).
+
+B        ?= build
+CC       ?= cc
+PKGS     := libevent libevent_openssl libevent_pthreads openssl libconfig hiredis
+OPT      ?= -O2
+SAN      ?=
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror $(OPT) -g $(SAN) -D_GNU_SOURCE -I.
+CFLAGS   += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDFLAGS  += $(SAN)
+
+PROTO_SRC  := $(wildcard proto/*.c)
+AUTH_SRC   := $(wildcard auth/*.c)
+CONF_SRC   := $(wildcard conf/*.c)
+SERVER_SRC := $(wildcard server/*.c)
+LIB_SRC    := $(PROTO_SRC) $(AUTH_SRC) $(CONF_SRC)
+LIB_OBJ    := $(LIB_SRC:%.c=$(B)/%.o)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(B)/%.o)
+UNIT_SRC   := $(wildcard test/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(B)/%)
+TOOL_BIN   := $(B)/ternc $(B)/ternbench
+
+.PHONY: all run test asan fuzz bench clean deps check-tools
+all: $(B)/ternd $(UNIT_BIN) $(TOOL_BIN)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/ternd: $(SERVER_OBJ) $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/test_%: $(B)/test/unit/test_%.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(B)/ternc: $(B)/test/client/ternc.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/ternbench: $(B)/test/bench/ternbench.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+deps:
+	scripts/install-deps
+
+# Installs what is missing, builds, and runs ternd on the embedded default config.
+run: deps
+	$(MAKE) all
+	$(B)/ternd -c conf/ternd.conf
+
+# The whole suite: unit, integration and interop; ends with "N passed, N failed".
+test: deps
+	$(MAKE) all
+	B=$(B) test/run-all
+
+# The whole suite again under AddressSanitizer + UBSan.
+asan: deps
+	$(MAKE) B=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
+	B=build-asan ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 test/run-all
+
+# libFuzzer targets for the decoder and the stream framer (FUZZ_SECONDS each).
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	B=$(B) FUZZ_SECONDS=$(FUZZ_SECONDS) test/fuzz/run
+
+bench: deps
+	$(MAKE) all
+	B=$(B) test/bench/run
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

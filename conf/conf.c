@@ -1,0 +1,618 @@
+/*
+ * conf.c - load and validate the ternd configuration (libconfig syntax).
+ *
+ * Design: libconfig only parses; every check is ours. The loader walks the
+ * tree top-down, one function per group, and each group first rejects keys it
+ * does not know, so a typo ("idle_timout") is an error with a line number
+ * instead of a silently ignored setting. Absent keys keep the value set by
+ * conf_init_defaults, so a file only states what differs.
+ *
+ * Errors are always "file:line: what is wrong", where the line is the one of
+ * the offending setting (or of its enclosing group when something is
+ * missing) and the setting is named by its full path ("listen[2].port").
+ * Checks that span groups (a TLS listener needs tls.cert) run after the walk
+ * so that key order in the file does not matter.
+ *
+ * libconfig 1.5 caveat: an integer literal beyond 32 bits without the L
+ * suffix is truncated by the parser itself and cannot be detected here; the
+ * ranges below at least catch most of the resulting garbage.
+ */
+#include "conf/conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct conf_ctx {
+    const char *name; /* path or caller-supplied name for messages */
+    char *err;
+    size_t err_len;
+};
+
+/* Human-readable path of a setting: "listen[1].port", "auth.users[0]". */
+static void conf_path(const config_setting_t *s, char *buf, size_t cap)
+{
+    const config_setting_t *parent = config_setting_parent(s);
+    if (!parent) {
+        buf[0] = '\0';
+        return;
+    }
+    conf_path(parent, buf, cap);
+    size_t n = strlen(buf);
+    const char *name = config_setting_name(s);
+    if (name)
+        snprintf(buf + n, cap - n, "%s%s", n ? "." : "", name);
+    else
+        snprintf(buf + n, cap - n, "[%d]", config_setting_index(s));
+}
+
+static int conf_fail(const struct conf_ctx *x, const config_setting_t *s, const char *fmt,
+                     ...) __attribute__((format(printf, 3, 4)));
+
+static int conf_fail(const struct conf_ctx *x, const config_setting_t *s, const char *fmt, ...)
+{
+    if (!x->err || x->err_len == 0)
+        return -1;
+    /* An @include'd file has its own name; everything else is x->name. */
+    const char *file = s ? config_setting_source_file(s) : NULL;
+    int line = s ? config_setting_source_line(s) : 0;
+    int n = snprintf(x->err, x->err_len, "%s:%d: ", file ? file : x->name, line);
+    if (n < 0 || (size_t)n >= x->err_len)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->err + n, x->err_len - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+#define CONF_PATH(s, buf) (conf_path((s), (buf), sizeof(buf)), (buf))
+
+static int conf_check_keys(const struct conf_ctx *x, const config_setting_t *g,
+                           const char *const *keys)
+{
+    char path[CONF_STR];
+    for (int i = 0; i < config_setting_length(g); i++) {
+        const config_setting_t *m = config_setting_get_elem(g, i);
+        const char *name = config_setting_name(m);
+        const char *const *k = keys;
+        while (*k && strcmp(*k, name) != 0)
+            k++;
+        if (!*k)
+            return conf_fail(x, m, "unknown key '%s'", CONF_PATH(m, path));
+    }
+    return 0;
+}
+
+/* Look up g.key and demand it be a group; *out is NULL when absent. */
+static int conf_take_group(const struct conf_ctx *x, const config_setting_t *g, const char *key,
+                           const char *const *keys, config_setting_t **out)
+{
+    char path[CONF_STR];
+    *out = config_setting_get_member(g, key);
+    if (!*out)
+        return 0;
+    if (config_setting_type(*out) != CONFIG_TYPE_GROUP)
+        return conf_fail(x, *out, "'%s' must be a group { ... }", CONF_PATH(*out, path));
+    return conf_check_keys(x, *out, keys);
+}
+
+static int conf_get_str(const struct conf_ctx *x, const config_setting_t *s, char *dst,
+                        size_t cap, bool nonempty)
+{
+    char path[CONF_STR];
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return conf_fail(x, s, "'%s' must be a string", CONF_PATH(s, path));
+    const char *v = config_setting_get_string(s);
+    size_t len = strlen(v);
+    if (nonempty && len == 0)
+        return conf_fail(x, s, "'%s' must not be empty", CONF_PATH(s, path));
+    if (len >= cap)
+        return conf_fail(x, s, "'%s' is too long (max %zu characters)", CONF_PATH(s, path),
+                         cap - 1);
+    memcpy(dst, v, len + 1);
+    return 0;
+}
+
+static int conf_take_str(const struct conf_ctx *x, const config_setting_t *g, const char *key,
+                         char *dst, size_t cap, bool nonempty)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    return s ? conf_get_str(x, s, dst, cap, nonempty) : 0;
+}
+
+static int conf_take_u64(const struct conf_ctx *x, const config_setting_t *g, const char *key,
+                         long long min, long long max, uint64_t *out)
+{
+    char path[CONF_STR];
+    const config_setting_t *s = config_setting_get_member(g, key);
+    if (!s)
+        return 0;
+    int t = config_setting_type(s);
+    if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+        return conf_fail(x, s, "'%s' must be an integer", CONF_PATH(s, path));
+    long long v = config_setting_get_int64(s);
+    if (v < min || v > max)
+        return conf_fail(x, s, "'%s' must be %lld..%lld (got %lld)", CONF_PATH(s, path), min,
+                         max, v);
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static int conf_take_uint(const struct conf_ctx *x, const config_setting_t *g, const char *key,
+                          unsigned min, unsigned max, unsigned *out)
+{
+    uint64_t v = *out;
+    if (conf_take_u64(x, g, key, min, max, &v) < 0)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int conf_take_bool(const struct conf_ctx *x, const config_setting_t *g, const char *key,
+                          bool *out)
+{
+    char path[CONF_STR];
+    const config_setting_t *s = config_setting_get_member(g, key);
+    if (!s)
+        return 0;
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+        return conf_fail(x, s, "'%s' must be true or false", CONF_PATH(s, path));
+    *out = config_setting_get_bool(s) != 0;
+    return 0;
+}
+
+static int conf_get_ip(const struct conf_ctx *x, const config_setting_t *s, unsigned port,
+                       struct sockaddr_storage *ss)
+{
+    char path[CONF_STR];
+    char ip[CONF_STR];
+    if (conf_get_str(x, s, ip, sizeof(ip), true) < 0)
+        return -1;
+    if (conf_parse_ip(ip, port, ss) < 0)
+        return conf_fail(x, s, "'%s' is not an IPv4 or IPv6 address: \"%s\"",
+                         CONF_PATH(s, path), ip);
+    return 0;
+}
+
+/* g.key as a list of values: [ ... ] or ( ... ); *out NULL when absent. */
+static int conf_take_seq(const struct conf_ctx *x, const config_setting_t *g, const char *key,
+                         size_t max, config_setting_t **out)
+{
+    char path[CONF_STR];
+    *out = config_setting_get_member(g, key);
+    if (!*out)
+        return 0;
+    int t = config_setting_type(*out);
+    if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+        return conf_fail(x, *out, "'%s' must be a list: [ ... ] or ( ... )",
+                         CONF_PATH(*out, path));
+    if ((size_t)config_setting_length(*out) > max)
+        return conf_fail(x, config_setting_get_elem(*out, (unsigned)max),
+                         "'%s' has too many entries (max %zu)", CONF_PATH(*out, path), max);
+    return 0;
+}
+
+/* A group with ip and port, as used by alternate and metrics. */
+static int conf_get_endpoint(const struct conf_ctx *x, const config_setting_t *g,
+                             const char *def_ip, unsigned def_port,
+                             struct sockaddr_storage *out)
+{
+    char path[CONF_STR];
+    unsigned port = def_port;
+    if (conf_take_uint(x, g, "port", 1, 65535, &port) < 0)
+        return -1;
+    const config_setting_t *ip = config_setting_get_member(g, "ip");
+    if (ip)
+        return conf_get_ip(x, ip, port, out);
+    if (!def_ip)
+        return conf_fail(x, g, "'%s' needs an 'ip'", CONF_PATH(g, path));
+    return conf_parse_ip(def_ip, port, out);
+}
+
+static int conf_load_listen(const struct conf_ctx *x, struct conf *c, const config_setting_t *root,
+                            config_setting_t **where)
+{
+    static const char *const keys[] = {"proto", "ip", "port", NULL};
+    char path[CONF_STR];
+    config_setting_t *l;
+    if (conf_take_seq(x, root, "listen", CONF_MAX_LISTEN, &l) < 0)
+        return -1;
+    if (!l)
+        return 0; /* keep the default udp+tcp listeners */
+    if (config_setting_length(l) == 0)
+        return conf_fail(x, l, "'listen' needs at least one entry");
+
+    c->n_listen = 0;
+    for (int i = 0; i < config_setting_length(l); i++) {
+        config_setting_t *e = config_setting_get_elem(l, i);
+        if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+            return conf_fail(x, e, "'%s' must be a group { proto = ...; ip = ...; port = ...; }",
+                             CONF_PATH(e, path));
+        if (conf_check_keys(x, e, keys) < 0)
+            return -1;
+
+        struct conf_listen *li = &c->listen[c->n_listen];
+        const config_setting_t *p = config_setting_get_member(e, "proto");
+        char proto[16];
+        if (!p)
+            return conf_fail(x, e, "'%s' needs a 'proto'", CONF_PATH(e, path));
+        if (conf_get_str(x, p, proto, sizeof(proto), true) < 0)
+            goto bad_proto;
+        if (strcmp(proto, "udp") == 0)
+            li->proto = CONF_UDP;
+        else if (strcmp(proto, "tcp") == 0)
+            li->proto = CONF_TCP;
+        else if (strcmp(proto, "tls") == 0)
+            li->proto = CONF_TLS;
+        else if (strcmp(proto, "dtls") == 0)
+            li->proto = CONF_DTLS;
+        else
+            goto bad_proto;
+
+        /* The standard ports make ip/port optional in the common case. */
+        unsigned def_port = (li->proto == CONF_TLS || li->proto == CONF_DTLS) ? 5349 : 3478;
+        if (conf_get_endpoint(x, e, "0.0.0.0", def_port, &li->addr) < 0)
+            return -1;
+        where[c->n_listen++] = e;
+        continue;
+    bad_proto:
+        return conf_fail(x, p, "'%s' must be one of udp, tcp, tls, dtls", CONF_PATH(p, path));
+    }
+    return 0;
+}
+
+static int conf_load_ip_list(const struct conf_ctx *x, const config_setting_t *g, const char *key,
+                             struct sockaddr_storage *out, size_t *n)
+{
+    config_setting_t *l;
+    if (conf_take_seq(x, g, key, CONF_MAX_RELAY_IPS, &l) < 0)
+        return -1;
+    if (!l)
+        return 0;
+    *n = 0;
+    for (int i = 0; i < config_setting_length(l); i++) {
+        if (conf_get_ip(x, config_setting_get_elem(l, i), 0, &out[*n]) < 0)
+            return -1;
+        (*n)++;
+    }
+    return 0;
+}
+
+static int conf_load_relay(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
+{
+    static const char *const keys[] = {"ip", "external_ip", "min_port", "max_port", NULL};
+    config_setting_t *g;
+    if (conf_take_group(x, root, "relay", keys, &g) < 0)
+        return -1;
+    if (!g)
+        return 0;
+    if (conf_load_ip_list(x, g, "ip", c->relay_ip, &c->n_relay_ip) < 0 ||
+        conf_load_ip_list(x, g, "external_ip", c->external_ip, &c->n_external_ip) < 0)
+        return -1;
+    /* Below 1024 would need privileges and collide with system services. */
+    if (conf_take_uint(x, g, "min_port", 1024, 65535, &c->relay_min_port) < 0 ||
+        conf_take_uint(x, g, "max_port", 1024, 65535, &c->relay_max_port) < 0)
+        return -1;
+    if (c->relay_min_port > c->relay_max_port) {
+        const config_setting_t *s = config_setting_get_member(g, "min_port");
+        if (!s)
+            s = config_setting_get_member(g, "max_port");
+        return conf_fail(x, s, "'relay.min_port' (%u) is greater than 'relay.max_port' (%u)",
+                         c->relay_min_port, c->relay_max_port);
+    }
+    return 0;
+}
+
+static int conf_load_user(const struct conf_ctx *x, const config_setting_t *e,
+                          struct conf_user *u)
+{
+    static const char *const keys[] = {"user", "password", "key", NULL};
+    char path[CONF_STR];
+    if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+        return conf_fail(x, e, "'%s' must be a group { user = ...; password = ...; }",
+                         CONF_PATH(e, path));
+    if (conf_check_keys(x, e, keys) < 0)
+        return -1;
+
+    const config_setting_t *name = config_setting_get_member(e, "user");
+    const config_setting_t *pw = config_setting_get_member(e, "password");
+    const config_setting_t *key = config_setting_get_member(e, "key");
+    if (!name)
+        return conf_fail(x, e, "'%s' needs a 'user'", CONF_PATH(e, path));
+    if (conf_get_str(x, name, u->user, sizeof(u->user), true) < 0)
+        return -1;
+    if (pw && key)
+        return conf_fail(x, key, "'%s' has both 'password' and 'key'; give one",
+                         CONF_PATH(e, path));
+    if (!pw && !key)
+        return conf_fail(x, e, "'%s' needs a 'password' or a 'key'", CONF_PATH(e, path));
+    if (pw)
+        return conf_get_str(x, pw, u->password, sizeof(u->password), true);
+
+    char hex[CONF_STR];
+    if (conf_get_str(x, key, hex, sizeof(hex), true) < 0)
+        return -1;
+    if (conf_parse_hex_key(hex, u->key, &u->key_len) < 0)
+        return conf_fail(x, key, "'%s' must be 32 (MD5) or 64 (SHA-256) hex digits",
+                         CONF_PATH(key, path));
+    return 0;
+}
+
+static int conf_load_auth(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
+{
+    static const char *const keys[] = {"users", "secrets", "redis", NULL};
+    config_setting_t *g, *l;
+    if (conf_take_group(x, root, "auth", keys, &g) < 0)
+        return -1;
+    if (!g)
+        return 0;
+
+    /* Users live on the heap: the count is only bounded by memory. */
+    if (conf_take_seq(x, g, "users", (size_t)INT_MAX, &l) < 0)
+        return -1;
+    if (l && config_setting_length(l) > 0) {
+        size_t n = (size_t)config_setting_length(l);
+        c->users = calloc(n, sizeof(*c->users));
+        if (!c->users)
+            return conf_fail(x, l, "out of memory for %zu users", n);
+        for (size_t i = 0; i < n; i++) {
+            const config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+            if (conf_load_user(x, e, &c->users[i]) < 0)
+                return -1;
+            c->n_users = i + 1;
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(c->users[j].user, c->users[i].user) == 0)
+                    return conf_fail(x, e, "user '%s' is defined twice", c->users[i].user);
+        }
+    }
+
+    if (conf_take_seq(x, g, "secrets", CONF_MAX_SECRETS, &l) < 0)
+        return -1;
+    for (int i = 0; l && i < config_setting_length(l); i++) {
+        /* An empty secret would make every REST-style credential forgeable. */
+        if (conf_get_str(x, config_setting_get_elem(l, i), c->secrets[i], CONF_STR, true) < 0)
+            return -1;
+        c->n_secrets = (size_t)i + 1;
+    }
+    return conf_take_str(x, g, "redis", c->redis, sizeof(c->redis), false);
+}
+
+static int conf_load_cidrs(const struct conf_ctx *x, const config_setting_t *g, const char *key,
+                           struct conf_cidr *out, size_t *n)
+{
+    char path[CONF_STR];
+    char s[CONF_STR];
+    config_setting_t *l;
+    if (conf_take_seq(x, g, key, CONF_MAX_CIDRS, &l) < 0)
+        return -1;
+    for (int i = 0; l && i < config_setting_length(l); i++) {
+        const config_setting_t *e = config_setting_get_elem(l, i);
+        if (conf_get_str(x, e, s, sizeof(s), true) < 0)
+            return -1;
+        if (conf_parse_cidr(s, &out[i]) < 0)
+            return conf_fail(x, e,
+                             "'%s' is not an address or CIDR (\"10.0.0.0/8\", \"fe80::/10\"): \"%s\"",
+                             CONF_PATH(e, path), s);
+        *n = (size_t)i + 1;
+    }
+    return 0;
+}
+
+static int conf_load_peers(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
+{
+    static const char *const keys[] = {"allow_loopback", "allow", "deny", NULL};
+    config_setting_t *g;
+    if (conf_take_group(x, root, "peers", keys, &g) < 0)
+        return -1;
+    if (!g)
+        return 0;
+    if (conf_take_bool(x, g, "allow_loopback", &c->peers_allow_loopback) < 0 ||
+        conf_load_cidrs(x, g, "allow", c->peers_allow, &c->n_peers_allow) < 0 ||
+        conf_load_cidrs(x, g, "deny", c->peers_deny, &c->n_peers_deny) < 0)
+        return -1;
+    return 0;
+}
+
+static int conf_load_limits(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
+{
+    static const char *const keys[] = {"user_quota",      "total_quota",  "max_bps",
+                                       "max_lifetime",    "max_connections", "idle_timeout",
+                                       "handshake_timeout", NULL};
+    config_setting_t *g;
+    if (conf_take_group(x, root, "limits", keys, &g) < 0)
+        return -1;
+    if (!g)
+        return 0;
+    if (conf_take_uint(x, g, "user_quota", 0, INT_MAX, &c->user_quota) < 0 ||
+        conf_take_uint(x, g, "total_quota", 0, INT_MAX, &c->total_quota) < 0 ||
+        conf_take_u64(x, g, "max_bps", 0, INT64_MAX, &c->max_bps) < 0 ||
+        conf_take_uint(x, g, "max_lifetime", 1, 86400, &c->max_lifetime) < 0 ||
+        conf_take_uint(x, g, "max_connections", 1, 1000000, &c->max_connections) < 0 ||
+        conf_take_uint(x, g, "idle_timeout", 1, 86400, &c->idle_timeout) < 0 ||
+        conf_take_uint(x, g, "handshake_timeout", 1, 3600, &c->handshake_timeout) < 0)
+        return -1;
+    return 0;
+}
+
+static int conf_load_log(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
+{
+    static const char *const keys[] = {"level", "file", "syslog", NULL};
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    char path[CONF_STR];
+    config_setting_t *g;
+    if (conf_take_group(x, root, "log", keys, &g) < 0)
+        return -1;
+    if (!g)
+        return 0;
+    const config_setting_t *lv = config_setting_get_member(g, "level");
+    if (lv) {
+        char level[16];
+        size_t i = 0;
+        if (conf_get_str(x, lv, level, sizeof(level), true) == 0)
+            while (i < 4 && strcmp(level, levels[i]) != 0)
+                i++;
+        if (i >= 4 || config_setting_type(lv) != CONFIG_TYPE_STRING)
+            return conf_fail(x, lv, "'%s' must be one of error, warn, info, debug",
+                             CONF_PATH(lv, path));
+        c->log_level = (enum conf_log_level)i;
+    }
+    if (conf_take_str(x, g, "file", c->log_file, sizeof(c->log_file), false) < 0 ||
+        conf_take_bool(x, g, "syslog", &c->log_syslog) < 0)
+        return -1;
+    return 0;
+}
+
+static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
+{
+    static const char *const keys[] = {"realm", "software", "workers", "listen", "alternate",
+                                       "relay", "tls",      "auth",    "peers",  "limits",
+                                       "metrics", "log",    NULL};
+    static const char *const tls_keys[] = {"cert", "key", NULL};
+    static const char *const ep_keys[] = {"ip", "port", NULL};
+    char path[CONF_STR];
+    config_setting_t *listen_at[CONF_MAX_LISTEN];
+    config_setting_t *g;
+
+    if (conf_check_keys(x, root, keys) < 0 ||
+        conf_take_str(x, root, "realm", c->realm, sizeof(c->realm), true) < 0 ||
+        conf_take_str(x, root, "software", c->software, sizeof(c->software), false) < 0)
+        return -1;
+    unsigned workers = (unsigned)c->workers;
+    if (conf_take_uint(x, root, "workers", 0, 256, &workers) < 0)
+        return -1;
+    c->workers = (int)workers;
+
+    if (conf_load_listen(x, c, root, listen_at) < 0)
+        return -1;
+
+    if (conf_take_group(x, root, "alternate", ep_keys, &g) < 0)
+        return -1;
+    if (g) {
+        if (conf_get_endpoint(x, g, NULL, 3479, &c->alternate) < 0)
+            return -1;
+        c->has_alternate = true;
+    }
+
+    if (conf_load_relay(x, c, root) < 0)
+        return -1;
+
+    if (conf_take_group(x, root, "tls", tls_keys, &g) < 0)
+        return -1;
+    if (g && (conf_take_str(x, g, "cert", c->tls_cert, sizeof(c->tls_cert), false) < 0 ||
+              conf_take_str(x, g, "key", c->tls_key, sizeof(c->tls_key), false) < 0))
+        return -1;
+
+    if (conf_load_auth(x, c, root) < 0 || conf_load_peers(x, c, root) < 0 ||
+        conf_load_limits(x, c, root) < 0)
+        return -1;
+
+    if (conf_take_group(x, root, "metrics", ep_keys, &g) < 0)
+        return -1;
+    if (g) {
+        /* Loopback by default: metrics are not meant for the internet. */
+        if (conf_get_endpoint(x, g, "127.0.0.1", 9641, &c->metrics) < 0)
+            return -1;
+        c->has_metrics = true;
+    }
+
+    if (conf_load_log(x, c, root) < 0)
+        return -1;
+
+    /* Only the presence of the paths is checked: the server reports an
+     * unreadable certificate itself, with the OpenSSL reason. */
+    for (size_t i = 0; i < c->n_listen; i++) {
+        enum conf_proto p = c->listen[i].proto;
+        if ((p == CONF_TLS || p == CONF_DTLS) && (!c->tls_cert[0] || !c->tls_key[0]))
+            return conf_fail(x, listen_at[i],
+                             "'%s' is %s but tls.cert and tls.key are not both set",
+                             CONF_PATH(listen_at[i], path), conf_proto_name(p));
+    }
+    return 0;
+}
+
+void conf_init_defaults(struct conf *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->realm, sizeof(c->realm), "tern.local");
+    snprintf(c->software, sizeof(c->software), "ternd");
+    c->workers = 0;
+
+    c->listen[0].proto = CONF_UDP;
+    conf_parse_ip("0.0.0.0", 3478, &c->listen[0].addr);
+    c->listen[1].proto = CONF_TCP;
+    conf_parse_ip("0.0.0.0", 3478, &c->listen[1].addr);
+    c->n_listen = 2;
+
+    c->relay_min_port = 49152;
+    c->relay_max_port = 65535;
+    c->max_lifetime = 3600;
+    c->max_connections = 10000;
+    c->idle_timeout = 300;
+    c->handshake_timeout = 10;
+    c->log_level = CONF_LOG_INFO;
+}
+
+void conf_free(struct conf *c)
+{
+    if (!c)
+        return;
+    free(c->users);
+    c->users = NULL;
+    c->n_users = 0;
+}
+
+/* Shared tail of both loaders: cfg has been read (or failed to). */
+static int conf_load_parsed(struct conf *c, config_t *cfg, int ok, const struct conf_ctx *x)
+{
+    int rc;
+    if (!ok) {
+        const char *file = config_error_file(cfg);
+        if (x->err && x->err_len)
+            snprintf(x->err, x->err_len, "%s:%d: %s", file ? file : x->name,
+                     config_error_line(cfg), config_error_text(cfg));
+        rc = -1;
+    } else {
+        rc = conf_load_root(x, c, config_root_setting(cfg));
+    }
+    config_destroy(cfg);
+    if (rc < 0) {
+        /* Leave no half-loaded state behind: only defaults, nothing owned. */
+        conf_free(c);
+        conf_init_defaults(c);
+    }
+    return rc;
+}
+
+int conf_load_file(struct conf *c, const char *path, char *err, size_t err_len)
+{
+    struct conf_ctx x = {path, err, err_len};
+    conf_init_defaults(c);
+    /* Opened here rather than by config_read_file to report errno. */
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (err && err_len)
+            snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    config_t cfg;
+    config_init(&cfg);
+    int ok = config_read(&cfg, f);
+    fclose(f);
+    return conf_load_parsed(c, &cfg, ok, &x);
+}
+
+int conf_load_string(struct conf *c, const char *text, const char *name, char *err,
+                     size_t err_len)
+{
+    struct conf_ctx x = {name ? name : "<string>", err, err_len};
+    conf_init_defaults(c);
+    config_t cfg;
+    config_init(&cfg);
+    int ok = config_read_string(&cfg, text ? text : "");
+    return conf_load_parsed(c, &cfg, ok, &x);
+}

@@ -1,0 +1,128 @@
+/*
+ * conf.h - the ternd configuration: one typed, validated struct loaded from a
+ * libconfig file. Every key has a default (conf_init_defaults), a range, and a
+ * one-line description in conf/ternd.conf. Unknown keys, wrong types and
+ * impossible values are rejected with "file:line: what is wrong".
+ */
+#ifndef TERN_CONF_H
+#define TERN_CONF_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONF_MAX_LISTEN 32
+#define CONF_MAX_RELAY_IPS 16
+#define CONF_MAX_SECRETS 16
+#define CONF_MAX_CIDRS 64
+#define CONF_STR 256
+#define CONF_ERR_LEN 512
+
+enum conf_proto { CONF_UDP = 0, CONF_TCP = 1, CONF_TLS = 2, CONF_DTLS = 3 };
+
+enum conf_log_level { CONF_LOG_ERROR = 0, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
+
+struct conf_listen {
+    enum conf_proto proto;
+    struct sockaddr_storage addr; /* ip + port */
+};
+
+/* A static user: password (plain) or a precomputed key (hex in the file). */
+struct conf_user {
+    char user[CONF_STR];
+    char password[CONF_STR]; /* "" when key is given */
+    uint8_t key[32];
+    size_t key_len; /* 0: none; 16: MD5 key; 32: SHA-256 key */
+};
+
+struct conf_cidr {
+    struct sockaddr_storage addr; /* network address, port 0 */
+    unsigned prefix;              /* 0-32 or 0-128 */
+};
+
+/*
+ * The whole configuration. Owns users (heap array of n_users, freed by
+ * conf_free); everything else is inline.
+ */
+struct conf {
+    char realm[CONF_STR];
+    char software[CONF_STR]; /* "" means no SOFTWARE attribute */
+    int workers;             /* 0: one per core */
+
+    struct conf_listen listen[CONF_MAX_LISTEN];
+    size_t n_listen;
+
+    bool has_alternate; /* RFC 5780 second address */
+    struct sockaddr_storage alternate;
+
+    struct sockaddr_storage relay_ip[CONF_MAX_RELAY_IPS];
+    size_t n_relay_ip;
+    struct sockaddr_storage external_ip[CONF_MAX_RELAY_IPS];
+    size_t n_external_ip;
+    unsigned relay_min_port, relay_max_port;
+
+    char tls_cert[PATH_MAX];
+    char tls_key[PATH_MAX];
+
+    struct conf_user *users;
+    size_t n_users;
+    char secrets[CONF_MAX_SECRETS][CONF_STR];
+    size_t n_secrets;
+    char redis[CONF_STR]; /* "" means no Redis */
+
+    bool peers_allow_loopback;
+    struct conf_cidr peers_allow[CONF_MAX_CIDRS];
+    size_t n_peers_allow;
+    struct conf_cidr peers_deny[CONF_MAX_CIDRS];
+    size_t n_peers_deny;
+
+    unsigned user_quota, total_quota; /* 0: unlimited */
+    uint64_t max_bps;                 /* 0: unlimited */
+    unsigned max_lifetime;            /* seconds */
+    unsigned max_connections;         /* TCP+TLS+DTLS sessions per worker */
+    unsigned idle_timeout;            /* seconds, idle stream connections */
+    unsigned handshake_timeout;       /* seconds, TLS/DTLS handshakes */
+
+    bool has_metrics;
+    struct sockaddr_storage metrics;
+
+    enum conf_log_level log_level;
+    char log_file[PATH_MAX]; /* "" means stderr */
+    bool log_syslog;
+};
+
+/* Fill every field with its default (the values documented in ternd.conf). */
+void conf_init_defaults(struct conf *c);
+
+/* Load and validate a file (conf_init_defaults first). On failure returns -1
+ * and writes "file:line: what is wrong" into err. */
+int conf_load_file(struct conf *c, const char *path, char *err, size_t err_len);
+
+/* Same, from a string; name is used in error messages in place of a path. */
+int conf_load_string(struct conf *c, const char *text, const char *name, char *err,
+                     size_t err_len);
+
+void conf_free(struct conf *c);
+
+const char *conf_proto_name(enum conf_proto p);
+
+/* Parse "1.2.3.4" / "::1" (no port) into ss with the given port. 0 or -1. */
+int conf_parse_ip(const char *s, unsigned port, struct sockaddr_storage *ss);
+
+/* Added with conf_net.c (nothing above changed): */
+
+/* Parse "10.0.0.0/8", "fe80::/10" or a bare IP (/32 or /128). Host bits are
+ * cleared, so out->addr is the network address. 0 or -1. */
+int conf_parse_cidr(const char *s, struct conf_cidr *out);
+
+/* Does sa's address fall inside c? An IPv4 rule also matches the same
+ * address seen as IPv4-mapped IPv6 (::ffff:a.b.c.d). Ports are ignored. */
+bool conf_cidr_match(const struct conf_cidr *c, const struct sockaddr *sa);
+
+/* Decode a user key given as 32 or 64 hex digits into key (16 or 32 bytes)
+ * and set *key_len. 0 or -1 (nothing written on failure). */
+int conf_parse_hex_key(const char *hex, uint8_t key[32], size_t *key_len);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * server.h - the process-wide server and its per-core workers.
+ *
+ * Threading model: one worker thread per core, each with its own libevent
+ * base and its own SO_REUSEPORT sockets for every listen address, so the
+ * kernel spreads clients and no state is shared on the packet path. The main
+ * thread only handles signals, TLS certificate reloads and shutdown.
+ */
+#ifndef TERN_SERVER_SERVER_H
+#define TERN_SERVER_SERVER_H
+
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf/conf.h"
+
+struct event_base;
+struct event;
+struct udp_sock;
+struct dtls_ep;
+struct stream_listener;
+struct stream_conn;
+
+#define WORKER_MAX_LISTENERS (CONF_MAX_LISTEN * 4)
+
+/*
+ * A worker: owned by the server, runs on its own thread. Everything it points
+ * to (sockets, events, connections) is created and freed by this worker's
+ * thread only; conf and srv are borrowed and outlive it.
+ */
+struct worker {
+    int id;
+    pthread_t thread;
+    struct event_base *base;
+    const struct conf *conf;
+    struct server *srv;
+    struct udp_sock *udp[WORKER_MAX_LISTENERS];
+    size_t n_udp;
+    struct dtls_ep *dtls[CONF_MAX_LISTEN];
+    size_t n_dtls;
+    struct stream_listener *listeners[CONF_MAX_LISTEN];
+    size_t n_listeners;
+    struct stream_conn *conns; /* live TCP/TLS connections (stream.c) */
+    unsigned n_sessions;   /* live TCP/TLS/DTLS sessions, bounded by max_connections */
+    struct udp_io *io;     /* recvmmsg/sendmmsg scratch, owned */
+};
+
+/*
+ * The server: owns the workers and the TLS/DTLS contexts. The contexts are
+ * replaced on SIGHUP under tls_lock; a connection takes a reference to the
+ * current one when it starts, so a reload never disturbs live sessions.
+ */
+struct server {
+    const struct conf *conf; /* borrowed from main */
+    struct worker *workers;
+    int n_workers;
+    pthread_mutex_t tls_lock;
+    SSL_CTX *tls_ctx;  /* NULL when no TLS listener */
+    SSL_CTX *dtls_ctx; /* NULL when no DTLS listener */
+    uint8_t cookie_secret[32]; /* DTLS HelloVerifyRequest cookies */
+};
+
+/* Worker lifecycle (worker.c). */
+int worker_init(struct worker *w, struct server *srv, int id);
+int worker_start(struct worker *w);
+void worker_stop(struct worker *w);
+void worker_join_free(struct worker *w);
+/* Pre-flight: is any listen address already in use? 0, or -1 with err set. */
+int worker_probe_addrs(const struct conf *c, char *err, size_t err_len);
+
+/* TLS contexts (tls.c). Build both from conf; 0 or -1 with the reason logged. */
+int tls_server_load(struct server *srv);
+/* Take a reference to the current context (SSL_CTX_free it when done). */
+SSL_CTX *tls_server_ctx(struct server *srv, bool dtls);
+void tls_server_free(struct server *srv);
+
+#endif

@@ -1,0 +1,274 @@
+/*
+ * ternc - tern's own STUN test client. Sends Binding requests over UDP, TCP,
+ * TLS or DTLS and prints what came back as key=value lines, so shell and
+ * Python tests can assert on every attribute:
+ *   class=success|error  xor-mapped=IP:PORT  mapped=...  response-origin=...
+ *   other-address=...  source-address=...  changed-address=...  software=...
+ *   error=CODE  unknown=0xTYPE  from=IP:PORT (UDP: who answered)  fingerprint=ok
+ * Exit status: 0 answered, 3 timed out, 1 any other failure.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto/stun.h"
+
+struct opts {
+    const char *transport, *host, *port;
+    unsigned change, response_port, padding, count, timeout_ms;
+    bool fingerprint, classic, software, bind_any;
+    const char *bind;
+};
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: ternc [-t udp|tcp|tls|dtls] [--change-ip] [--change-port]\n"
+                    "  [--response-port N] [--padding N] [--fingerprint] [--classic] [--software]\n"
+                    "  [--bind IP:PORT] [--count N] [--timeout MS] HOST PORT\n");
+    exit(1);
+}
+
+static void print_addr(const char *key, const struct sockaddr_storage *ss)
+{
+    char ip[INET6_ADDRSTRLEN];
+    const void *a = ss->ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)ss)->sin6_addr
+                                              : (const void *)&((struct sockaddr_in *)ss)->sin_addr;
+    unsigned port = ntohs(ss->ss_family == AF_INET6 ? ((struct sockaddr_in6 *)ss)->sin6_port
+                                                    : ((struct sockaddr_in *)ss)->sin_port);
+    inet_ntop(ss->ss_family, a, ip, sizeof ip);
+    if (ss->ss_family == AF_INET6)
+        printf("%s=[%s]:%u\n", key, ip, port);
+    else
+        printf("%s=%s:%u\n", key, ip, port);
+}
+
+static size_t build_request(const struct opts *o, uint8_t *buf, size_t cap, uint8_t *tid)
+{
+    struct stun_enc e;
+    RAND_bytes(tid, 16);
+    stun_enc_init(&e, buf, cap, STUN_BINDING, STUN_CLASS_REQUEST, tid, o->classic);
+    if (o->change)
+        stun_enc_add_u32(&e, STUN_ATTR_CHANGE_REQUEST, o->change);
+    if (o->response_port)
+        stun_enc_add_u32(&e, STUN_ATTR_RESPONSE_PORT, o->response_port << 16);
+    if (o->padding) {
+        static uint8_t zeros[1500];
+        stun_enc_add(&e, STUN_ATTR_PADDING, zeros, o->padding);
+    }
+    if (o->software)
+        stun_enc_add(&e, STUN_ATTR_SOFTWARE, "ternc", 5);
+    if (o->fingerprint)
+        stun_enc_add_fingerprint(&e);
+    return e.len;
+}
+
+static int print_response(const uint8_t *buf, size_t len, const uint8_t *tid, bool classic)
+{
+    struct stun_msg m;
+    int rc = stun_msg_decode(&m, buf, len);
+    if (rc < 0) {
+        printf("decode-error=%d\n", rc);
+        return 1;
+    }
+    if (memcmp(m.tid, classic ? tid : tid, classic ? 16 : 12) != 0) {
+        printf("tid-mismatch=1\n");
+        return 1;
+    }
+    printf("class=%s\nlength=%zu\n", m.cls == STUN_CLASS_SUCCESS ? "success" : m.cls == STUN_CLASS_ERROR ? "error" : "other", len);
+    for (unsigned i = 0; i < m.n_attrs; i++) {
+        const struct stun_attr *a = &m.attrs[i];
+        struct sockaddr_storage ss;
+        switch (a->type) {
+        case STUN_ATTR_XOR_MAPPED_ADDRESS:
+            if (stun_attr_get_xaddr(&m, a, &ss) == 0)
+                print_addr("xor-mapped", &ss);
+            break;
+        case STUN_ATTR_MAPPED_ADDRESS:
+        case STUN_ATTR_RESPONSE_ORIGIN:
+        case STUN_ATTR_OTHER_ADDRESS:
+        case STUN_ATTR_SOURCE_ADDRESS:
+        case STUN_ATTR_CHANGED_ADDRESS: {
+            const char *k = a->type == STUN_ATTR_MAPPED_ADDRESS      ? "mapped"
+                            : a->type == STUN_ATTR_RESPONSE_ORIGIN  ? "response-origin"
+                            : a->type == STUN_ATTR_OTHER_ADDRESS    ? "other-address"
+                            : a->type == STUN_ATTR_SOURCE_ADDRESS   ? "source-address"
+                                                                    : "changed-address";
+            if (stun_attr_get_addr(&m, a, &ss) == 0)
+                print_addr(k, &ss);
+            break;
+        }
+        case STUN_ATTR_SOFTWARE:
+            printf("software=%.*s\n", a->len, (const char *)buf + a->off);
+            break;
+        case STUN_ATTR_PADDING:
+            printf("padding=%u\n", a->len);
+            break;
+        case STUN_ATTR_ERROR_CODE: {
+            int code;
+            const char *r;
+            size_t rl;
+            if (stun_attr_get_error(&m, a, &code, &r, &rl) == 0)
+                printf("error=%d\nreason=%.*s\n", code, (int)rl, r);
+            break;
+        }
+        case STUN_ATTR_UNKNOWN_ATTRIBUTES:
+            for (unsigned k = 0; k + 1 < a->len; k += 2)
+                printf("unknown=0x%04x\n", (buf[a->off + k] << 8) | buf[a->off + k + 1]);
+            break;
+        case STUN_ATTR_FINGERPRINT:
+            printf("fingerprint=%s\n", stun_msg_check_fingerprint(&m) ? "ok" : "bad");
+            break;
+        default:
+            printf("attr=0x%04x\n", a->type);
+        }
+    }
+    return 0;
+}
+
+static int wait_readable(int fd, unsigned ms)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    return poll(&p, 1, (int)ms);
+}
+
+/* Read one framed STUN message from a stream (fd or SSL). */
+static long stream_read(int fd, SSL *ssl, uint8_t *buf, size_t cap, unsigned ms)
+{
+    size_t have = 0;
+    for (;;) {
+        long need = have >= 4 ? stun_frame_len(buf, have) : 0;
+        if (need < 0)
+            return -1;
+        if (need > 0 && have >= (size_t)need)
+            return need;
+        if (have >= cap)
+            return -1;
+        if (!(ssl && SSL_pending(ssl)) && wait_readable(fd, ms) <= 0)
+            return -3;
+        int n = ssl ? SSL_read(ssl, buf + have, (int)(cap - have)) : (int)read(fd, buf + have, cap - have);
+        if (n <= 0)
+            return -1;
+        have += (size_t)n;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = { .transport = "udp", .count = 1, .timeout_ms = 2000 };
+    int i;
+    for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-t") && i + 1 < argc) o.transport = argv[++i];
+        else if (!strcmp(a, "--change-ip")) o.change |= STUN_CHANGE_IP;
+        else if (!strcmp(a, "--change-port")) o.change |= STUN_CHANGE_PORT;
+        else if (!strcmp(a, "--response-port") && i + 1 < argc) o.response_port = (unsigned)atoi(argv[++i]);
+        else if (!strcmp(a, "--padding") && i + 1 < argc) o.padding = (unsigned)atoi(argv[++i]);
+        else if (!strcmp(a, "--fingerprint")) o.fingerprint = true;
+        else if (!strcmp(a, "--classic")) o.classic = true;
+        else if (!strcmp(a, "--software")) o.software = true;
+        else if (!strcmp(a, "--bind") && i + 1 < argc) o.bind = argv[++i];
+        else if (!strcmp(a, "--count") && i + 1 < argc) o.count = (unsigned)atoi(argv[++i]);
+        else if (!strcmp(a, "--timeout") && i + 1 < argc) o.timeout_ms = (unsigned)atoi(argv[++i]);
+        else usage();
+    }
+    if (argc - i != 2)
+        usage();
+    o.host = argv[i];
+    o.port = argv[i + 1];
+    bool stream = !strcmp(o.transport, "tcp") || !strcmp(o.transport, "tls");
+    bool tls = !strcmp(o.transport, "tls") || !strcmp(o.transport, "dtls");
+    struct addrinfo hints = { .ai_socktype = stream ? SOCK_STREAM : SOCK_DGRAM }, *ai;
+    if (getaddrinfo(o.host, o.port, &hints, &ai) != 0) {
+        fprintf(stderr, "ternc: cannot resolve %s\n", o.host);
+        return 1;
+    }
+    int fd = socket(ai->ai_family, ai->ai_socktype, 0);
+    if (o.bind) {
+        char ip[64];
+        snprintf(ip, sizeof ip, "%s", o.bind);
+        char *colon = strrchr(ip, ':');
+        if (!colon)
+            usage();
+        *colon = 0;
+        struct addrinfo *bi;
+        struct addrinfo bh = { .ai_socktype = ai->ai_socktype, .ai_flags = AI_PASSIVE };
+        if (getaddrinfo(ip, colon + 1, &bh, &bi) != 0 || bind(fd, bi->ai_addr, bi->ai_addrlen) < 0) {
+            fprintf(stderr, "ternc: cannot bind %s\n", o.bind);
+            return 1;
+        }
+        freeaddrinfo(bi);
+    }
+    /* UDP stays unconnected so answers from other addresses (RFC 5780) arrive. */
+    if ((stream || tls) && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        fprintf(stderr, "ternc: connect: %s\n", strerror(errno));
+        return 1;
+    }
+    SSL *ssl = NULL;
+    if (tls) {
+        SSL_CTX *ctx = SSL_CTX_new(stream ? TLS_client_method() : DTLS_client_method());
+        ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        if (!stream) {
+            BIO *b = BIO_new_dgram(fd, BIO_NOCLOSE);
+            BIO_ctrl(b, BIO_CTRL_DGRAM_SET_CONNECTED, 0, ai->ai_addr);
+            struct timeval tv = { .tv_sec = o.timeout_ms / 1000, .tv_usec = (o.timeout_ms % 1000) * 1000 };
+            BIO_ctrl(b, BIO_CTRL_DGRAM_SET_RECV_TIMEOUT, 0, &tv);
+            SSL_set_bio(ssl, b, b);
+        }
+        if (SSL_connect(ssl) != 1) {
+            fprintf(stderr, "ternc: handshake failed: %s\n", ERR_reason_error_string(ERR_get_error()));
+            return 1;
+        }
+    }
+    int rc = 0;
+    for (unsigned n = 0; n < o.count && rc == 0; n++) {
+        uint8_t req[2048], resp[4096], tid[16];
+        size_t len = build_request(&o, req, sizeof req, tid);
+        long got;
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof from;
+        if (ssl) {
+            if (SSL_write(ssl, req, (int)len) <= 0)
+                return 1;
+            if (stream) {
+                got = stream_read(fd, ssl, resp, sizeof resp, o.timeout_ms);
+            } else {
+                got = SSL_read(ssl, resp, sizeof resp);
+                if (got <= 0)
+                    got = -3;
+            }
+        } else if (stream) {
+            if (write(fd, req, len) != (ssize_t)len)
+                return 1;
+            got = stream_read(fd, NULL, resp, sizeof resp, o.timeout_ms);
+        } else {
+            sendto(fd, req, len, 0, ai->ai_addr, ai->ai_addrlen);
+            if (wait_readable(fd, o.timeout_ms) <= 0)
+                got = -3;
+            else
+                got = recvfrom(fd, resp, sizeof resp, 0, (struct sockaddr *)&from, &fl);
+            if (got > 0)
+                print_addr("from", &from);
+        }
+        if (got == -3) {
+            printf("timeout=1\n");
+            return 3;
+        }
+        if (got <= 0)
+            return 1;
+        rc = print_response(resp, (size_t)got, tid, o.classic);
+    }
+    if (ssl)
+        SSL_shutdown(ssl);
+    close(fd);
+    freeaddrinfo(ai);
+    return rc;
+}
