@@ -32,7 +32,10 @@ $(B)/%.o: %.c
 $(B)/ternd: $(SERVER_OBJ) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/test_%: $(B)/test/unit/test_%.o $(LIB_OBJ)
+# Server modules that are pure functions, unit tested without a running server.
+UNIT_EXTRA := $(B)/server/policy.o $(B)/server/binding.o $(B)/server/net.o
+
+$(B)/test_%: $(B)/test/unit/test_%.o $(LIB_OBJ) $(UNIT_EXTRA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(B)/ternc: $(B)/test/client/ternc.o $(LIB_OBJ)

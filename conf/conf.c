@@ -345,7 +345,7 @@ static int conf_load_user(const struct conf_ctx *x, const config_setting_t *e,
 
 static int conf_load_auth(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
 {
-    static const char *const keys[] = {"users", "secrets", "redis", NULL};
+    static const char *const keys[] = {"users", "secrets", "redis", "nonce_lifetime", NULL};
     config_setting_t *g, *l;
     if (conf_take_group(x, root, "auth", keys, &g) < 0)
         return -1;
@@ -379,6 +379,8 @@ static int conf_load_auth(const struct conf_ctx *x, struct conf *c, const config
             return -1;
         c->n_secrets = (size_t)i + 1;
     }
+    if (conf_take_uint(x, g, "nonce_lifetime", 10, 86400, &c->nonce_lifetime) < 0)
+        return -1;
     return conf_take_str(x, g, "redis", c->redis, sizeof(c->redis), false);
 }
 
@@ -422,7 +424,7 @@ static int conf_load_limits(const struct conf_ctx *x, struct conf *c, const conf
 {
     static const char *const keys[] = {"user_quota",      "total_quota",  "max_bps",
                                        "max_lifetime",    "max_connections", "idle_timeout",
-                                       "handshake_timeout", NULL};
+                                       "handshake_timeout", "unauth_rate", "time_scale", NULL};
     config_setting_t *g;
     if (conf_take_group(x, root, "limits", keys, &g) < 0)
         return -1;
@@ -434,7 +436,9 @@ static int conf_load_limits(const struct conf_ctx *x, struct conf *c, const conf
         conf_take_uint(x, g, "max_lifetime", 1, 86400, &c->max_lifetime) < 0 ||
         conf_take_uint(x, g, "max_connections", 1, 1000000, &c->max_connections) < 0 ||
         conf_take_uint(x, g, "idle_timeout", 1, 86400, &c->idle_timeout) < 0 ||
-        conf_take_uint(x, g, "handshake_timeout", 1, 3600, &c->handshake_timeout) < 0)
+        conf_take_uint(x, g, "handshake_timeout", 1, 3600, &c->handshake_timeout) < 0 ||
+        conf_take_uint(x, g, "unauth_rate", 0, 1000000, &c->unauth_rate) < 0 ||
+        conf_take_uint(x, g, "time_scale", 1, 1000, &c->time_scale) < 0)
         return -1;
     return 0;
 }
@@ -554,6 +558,9 @@ void conf_init_defaults(struct conf *c)
     c->max_connections = 10000;
     c->idle_timeout = 300;
     c->handshake_timeout = 10;
+    c->unauth_rate = 50;
+    c->time_scale = 1;
+    c->nonce_lifetime = 600;
     c->log_level = CONF_LOG_INFO;
 }
 

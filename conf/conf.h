@@ -84,6 +84,9 @@ struct conf {
     unsigned max_connections;         /* TCP+TLS+DTLS sessions per worker */
     unsigned idle_timeout;            /* seconds, idle stream connections */
     unsigned handshake_timeout;       /* seconds, TLS/DTLS handshakes */
+    unsigned unauth_rate;             /* unauthenticated TURN requests/s per source IP; 0: off */
+    unsigned time_scale;              /* TURN timers run this many times faster (tests only) */
+    unsigned nonce_lifetime;          /* seconds before a nonce is stale (438) */
 
     bool has_metrics;
     struct sockaddr_storage metrics;

@@ -241,8 +241,12 @@ int stun_enc_add_fingerprint(struct stun_enc *e);
  * 0x4000-0x4FFF, length of application data. Over UDP the datagram may carry
  * padding beyond len; over streams the frame is padded to a multiple of 4.
  */
+/* RFC 8656 allots 0x4000-0x4FFF; RFC 5766 allowed up to 0x7FFE and real
+ * clients still pick from there (coturn's turnutils_uclient does), so the
+ * codec accepts the older, wider range. 0x7FFF and above stay invalid. */
 #define STUN_CHANNEL_MIN 0x4000u
-#define STUN_CHANNEL_MAX 0x4FFFu
+#define STUN_CHANNEL_MAX 0x7FFEu
+#define STUN_CHANNEL_MAX_RFC8656 0x4FFFu
 #define STUN_CHANNEL_HDR_LEN 4
 int stun_channel_decode(const uint8_t *buf, size_t len, uint16_t *channel,
                         const uint8_t **data, uint16_t *data_len);

@@ -95,11 +95,13 @@ size_t binding_handle(const struct binding_env *env, const uint8_t *req, size_t 
             return 0;
         return binding_error(env, req, req_len, 400, NULL, 0, false, out, cap);
     }
-    if (m.cls != STUN_CLASS_REQUEST)
-        return 0; /* indications and stray responses are dropped */
     bool fingerprint = m.fingerprint >= 0;
     if (fingerprint && !stun_msg_check_fingerprint(&m))
         return 0;
+    if (m.method != STUN_BINDING && env->turn_fn)
+        return env->turn_fn(env->turn, &m, client, out, cap);
+    if (m.cls != STUN_CLASS_REQUEST)
+        return 0; /* indications and stray responses are dropped */
     if (m.method != STUN_BINDING)
         return binding_error(env, req, req_len, 400, NULL, 0, fingerprint, out, cap);
     if (m.n_unknown)

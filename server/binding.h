@@ -12,6 +12,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+struct turn_client;
+struct stun_msg;
+
 /*
  * A response to an unauthenticated request is never more than this many
  * bytes longer than the request (amplification bound; optional attributes
@@ -35,6 +38,10 @@ struct binding_env {
     unsigned self;     /* which of addrs[] received the request */
     struct sockaddr_storage addrs[4];
     struct sockaddr_storage local; /* the address the request was sent to */
+    /* Non-Binding messages go to turn_fn(turn, ...); NULL: answered 400. */
+    const struct turn_client *turn;
+    size_t (*turn_fn)(const struct turn_client *tc, const struct stun_msg *m,
+                      const struct sockaddr *client, uint8_t *out, size_t cap);
 };
 
 /* Where to send the response from and to. */

@@ -28,6 +28,7 @@
 #include "server/log.h"
 #include "server/net.h"
 #include "server/server.h"
+#include "server/turn.h"
 
 #define DTLS_BUCKETS 1024
 #define DTLS_MTU 1200
@@ -44,6 +45,8 @@ struct dtls_session {
     BIO *rbio; /* owned by ssl */
     struct event *timer;
     struct binding_env env;
+    struct alloc *alloc;   /* at most one per session, ends with it */
+    struct turn_client tc; /* slot = &alloc */
     bool established;
     time_t deadline;
 };
@@ -113,6 +116,8 @@ static struct dtls_session **session_slot(struct dtls_ep *ep, const struct socka
 
 static void session_free(struct dtls_session *s)
 {
+    if (s->alloc)
+        alloc_destroy(s->alloc, "DTLS session closed");
     struct dtls_session **pp = session_slot(s->ep, &s->id.peer);
     if (*pp == s)
         *pp = s->next;
@@ -154,6 +159,31 @@ static void session_on_timer(evutil_socket_t fd, short what, void *arg)
     session_arm(s);
 }
 
+/* client_ops for allocations made over DTLS: one record per message. */
+static int dtls_client_send(void *conn, const struct sockaddr *client, const struct sockaddr *local,
+                            const struct iovec *iov, int n_iov, bool channel)
+{
+    (void)client, (void)local, (void)channel;
+    struct dtls_session *s = conn;
+    uint8_t buf[DTLS_BUF];
+    size_t len = 0;
+    for (int i = 0; i < n_iov; i++) {
+        if (len + iov[i].iov_len > sizeof buf)
+            return -1;
+        memcpy(buf + len, iov[i].iov_base, iov[i].iov_len);
+        len += iov[i].iov_len;
+    }
+    return SSL_write(s->ssl, buf, (int)len) > 0 ? 0 : -1;
+}
+
+static void dtls_client_gone(void *conn)
+{
+    ((struct dtls_session *)conn)->alloc = NULL;
+}
+
+static const struct client_ops dtls_client_ops = { .send = dtls_client_send,
+                                                    .gone = dtls_client_gone };
+
 static struct dtls_session *session_new(struct dtls_ep *ep, const struct sockaddr_storage *peer)
 {
     struct worker *w = ep->w;
@@ -194,6 +224,10 @@ static struct dtls_session *session_new(struct dtls_ep *ep, const struct sockadd
     s->env.software_len = strlen(w->conf->software);
     s->env.stream = true;
     s->env.local = ep->addr;
+    s->env.turn = &s->tc;
+    s->env.turn_fn = turn_handle;
+    s->tc = (struct turn_client){ .w = w, .ops = &dtls_client_ops, .conn = s, .slot = &s->alloc,
+                                  .local = (const struct sockaddr *)&s->env.local };
     s->deadline = time(NULL) + w->conf->handshake_timeout;
     s->timer = event_new(w->base, -1, 0, session_on_timer, s);
     if (!s->timer) {
@@ -228,6 +262,10 @@ static int session_input(struct dtls_session *s, const uint8_t *data, size_t len
         if (n <= 0) {
             int e = SSL_get_error(s->ssl, n);
             return e == SSL_ERROR_WANT_READ ? 0 : -1;
+        }
+        if ((s->ep->buf[0] & 0xC0) == 0x40) {
+            turn_channel_data(&s->tc, (const struct sockaddr *)&s->id.peer, s->ep->buf, (size_t)n);
+            continue;
         }
         struct binding_route route;
         size_t out = binding_handle(&s->env, s->ep->buf, (size_t)n,

@@ -18,6 +18,8 @@
 #include "conf/conf.h"
 #include "server/log.h"
 #include "server/net.h"
+#include "server/quota.h"
+#include "server/reserve.h"
 #include "server/server.h"
 
 #define TERN_VERSION "0.1.0"
@@ -154,6 +156,17 @@ int main(int argc, char **argv)
         log_error("cannot seed the DTLS cookie key");
         goto out;
     }
+    if (RAND_bytes(srv.nonce_key, sizeof srv.nonce_key) != 1)
+        goto out;
+    if (auth_store_init(&srv.auth, &conf) < 0) {
+        log_error("cannot build the user store");
+        goto out;
+    }
+    policy_init(&srv.policy, &conf);
+    srv.quota = quota_new(conf.user_quota, conf.total_quota);
+    srv.resv = reserve_new();
+    if (!srv.quota || !srv.resv)
+        goto out;
     if (tls_server_load(&srv) < 0)
         goto out;
     if (worker_probe_addrs(&conf, err, sizeof err) < 0) {
@@ -207,6 +220,9 @@ int main(int argc, char **argv)
     free(srv.workers);
 out:
     tls_server_free(&srv);
+    auth_store_free(&srv.auth);
+    quota_free(srv.quota);
+    reserve_free(srv.resv);
     pthread_mutex_destroy(&srv.tls_lock);
     log_info("stopped");
     log_close();

@@ -14,7 +14,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth/auth.h"
 #include "conf/conf.h"
+#include "server/alloc.h"
+#include "server/policy.h"
 
 struct event_base;
 struct event;
@@ -22,6 +25,9 @@ struct udp_sock;
 struct dtls_ep;
 struct stream_listener;
 struct stream_conn;
+struct turn_worker;
+struct quota;
+struct reserve;
 
 #define WORKER_MAX_LISTENERS (CONF_MAX_LISTEN * 4)
 
@@ -45,6 +51,9 @@ struct worker {
     struct stream_conn *conns; /* live TCP/TLS connections (stream.c) */
     unsigned n_sessions;   /* live TCP/TLS/DTLS sessions, bounded by max_connections */
     struct udp_io *io;     /* recvmmsg/sendmmsg scratch, owned */
+    struct alloc_table allocs;  /* this worker's TURN allocations */
+    uint64_t clock_base_ms;     /* alloc_now() epoch */
+    struct turn_worker *turn;   /* transaction cache, rate limits; owned */
 };
 
 /*
@@ -60,6 +69,11 @@ struct server {
     SSL_CTX *tls_ctx;  /* NULL when no TLS listener */
     SSL_CTX *dtls_ctx; /* NULL when no DTLS listener */
     uint8_t cookie_secret[32]; /* DTLS HelloVerifyRequest cookies */
+    uint8_t nonce_key[32];     /* TURN nonces (auth_nonce_make) */
+    struct auth_store auth;    /* static users and REST secrets, read-only */
+    struct policy policy;      /* relay peer policy, read-only */
+    struct quota *quota;       /* allocation quotas (mutex inside) */
+    struct reserve *resv;      /* EVEN-PORT reservations (mutex inside) */
 };
 
 /* Worker lifecycle (worker.c). */

@@ -23,6 +23,7 @@
 #include "server/log.h"
 #include "server/net.h"
 #include "server/server.h"
+#include "server/turn.h"
 
 #define STREAM_MAX_OUTPUT (256 * 1024)
 #define STREAM_BACKLOG 1024
@@ -44,11 +45,16 @@ struct stream_conn {
     bool tls;
     struct sockaddr_storage peer;
     struct binding_env env;
+    struct alloc *alloc;   /* at most one per connection (RFC 8656 section 3.1) */
+    struct turn_client tc; /* slot = &alloc */
     uint8_t out[2048];
 };
 
 static void conn_free(struct stream_conn *c)
 {
+    /* RFC 8656 section 3.1: the allocation ends with its connection. */
+    if (c->alloc)
+        alloc_destroy(c->alloc, "connection closed");
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -88,8 +94,9 @@ static int conn_drain_frames(struct stream_conn *c)
                                       &route);
             if (n)
                 bufferevent_write(c->bev, c->out, n);
+        } else {
+            turn_channel_data(&c->tc, (const struct sockaddr *)&c->peer, frame, (size_t)flen);
         }
-        /* ChannelData without an allocation is dropped (RFC 8656 section 12.6). */
         evbuffer_drain(in, (size_t)flen);
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) > STREAM_MAX_OUTPUT)
             return -1;
@@ -126,6 +133,36 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* client_ops for allocations made over TCP/TLS. A client that does not
+ * read loses datagrams, as it would over UDP, rather than grow our buffer. */
+static int stream_client_send(void *conn, const struct sockaddr *client, const struct sockaddr *local,
+                              const struct iovec *iov, int n_iov, bool channel)
+{
+    (void)client, (void)local;
+    static const uint8_t zeros[4];
+    struct stream_conn *c = conn;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) > STREAM_MAX_OUTPUT)
+        return -1;
+    size_t total = 0;
+    for (int i = 0; i < n_iov; i++) {
+        bufferevent_write(c->bev, iov[i].iov_base, iov[i].iov_len);
+        total += iov[i].iov_len;
+    }
+    /* RFC 8656 section 12.5: over streams ChannelData is padded to 4. */
+    if (channel && (total & 3))
+        bufferevent_write(c->bev, zeros, 4 - (total & 3));
+    return 0;
+}
+
+static void stream_client_gone(void *conn)
+{
+    ((struct stream_conn *)conn)->alloc = NULL;
+}
+
+static const struct client_ops stream_client_ops = { .send = stream_client_send,
+                                                      .gone = stream_client_gone };
+
 static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                                int salen, void *arg)
 {
@@ -149,6 +186,10 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
     c->env.software = w->conf->software;
     c->env.software_len = strlen(w->conf->software);
     c->env.stream = true;
+    c->env.turn = &c->tc;
+    c->env.turn_fn = turn_handle;
+    c->tc = (struct turn_client){ .w = w, .ops = &stream_client_ops, .conn = c, .slot = &c->alloc,
+                                  .local = (const struct sockaddr *)&c->env.local };
     socklen_t ll = sizeof c->env.local;
     if (getsockname(fd, (struct sockaddr *)&c->env.local, &ll) < 0)
         c->env.local = sl->addr;

@@ -21,6 +21,7 @@
 #include "server/log.h"
 #include "server/net.h"
 #include "server/server.h"
+#include "server/turn.h"
 
 #define UDP_BATCH 32
 #define UDP_BUF 2048
@@ -35,6 +36,7 @@ struct udp_sock {
     struct worker *w;
     bool wildcard;
     struct binding_env env; /* addrs, self, rfc5780; local set per datagram */
+    struct turn_client tc;  /* conn = this socket; local = &env.local */
     struct udp_sock *group[4];
 };
 
@@ -159,6 +161,11 @@ static void udp_on_read(evutil_socket_t fd, short what, void *arg)
             struct binding_env *env = &s->env;
             if (s->wildcard)
                 pktinfo_read(h, s, &env->local);
+            if ((io->rx_buf[i][0] & 0xC0) == 0x40) {
+                turn_channel_data(&s->tc, (const struct sockaddr *)&io->rx_peer[i],
+                                  io->rx_buf[i], io->rx[i].msg_len);
+                continue;
+            }
             struct binding_route route;
             size_t len = binding_handle(env, io->rx_buf[i], io->rx[i].msg_len,
                                         (const struct sockaddr *)&io->rx_peer[i],
@@ -190,6 +197,27 @@ static void udp_on_read(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* client_ops for allocations made over UDP: one sendmsg from the
+ * listening socket, from the address the client talks to. */
+static int udp_client_send(void *conn, const struct sockaddr *client, const struct sockaddr *local,
+                           const struct iovec *iov, int n_iov, bool channel)
+{
+    (void)channel;
+    struct udp_sock *s = conn;
+    uint8_t ctrl[UDP_CTRL];
+    struct msghdr h = { .msg_name = (void *)client,
+                        .msg_namelen = net_addr_len(client),
+                        .msg_iov = (struct iovec *)iov,
+                        .msg_iovlen = (size_t)n_iov };
+    if (s->wildcard) {
+        h.msg_control = ctrl;
+        h.msg_controllen = pktinfo_write(ctrl, (const struct sockaddr_storage *)local);
+    }
+    return sendmsg(s->fd, &h, MSG_DONTWAIT) < 0 ? -1 : 0;
+}
+
+static const struct client_ops udp_client_ops = { .send = udp_client_send, .gone = NULL };
+
 static void udp_sock_free(struct udp_sock *s)
 {
     if (s->ev)
@@ -219,6 +247,10 @@ int udp_listen(struct worker *w, const struct sockaddr_storage *addrs, size_t n_
         for (size_t j = 0; j < n_addrs; j++)
             s->env.addrs[j] = addrs[j];
         s->env.local = addrs[i];
+        s->env.turn = &s->tc;
+        s->env.turn_fn = turn_handle;
+        s->tc = (struct turn_client){ .w = w, .ops = &udp_client_ops, .conn = s, .slot = NULL,
+                                      .local = (const struct sockaddr *)&s->env.local };
         const struct sockaddr *sa = (const struct sockaddr *)&addrs[i];
         s->wildcard = net_addr_is_any(sa);
         s->fd = net_socket_bind(sa, SOCK_DGRAM);

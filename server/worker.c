@@ -13,6 +13,7 @@
 #include "server/net.h"
 #include "server/server.h"
 #include "server/stream.h"
+#include "server/turn.h"
 #include "server/udp.h"
 
 /*
@@ -45,7 +46,8 @@ int worker_init(struct worker *w, struct server *srv, int id)
     w->conf = srv->conf;
     w->base = event_base_new();
     w->io = udp_io_new();
-    if (!w->base || !w->io) {
+    w->turn = calloc(1, sizeof *w->turn);
+    if (!w->base || !w->io || !w->turn || alloc_table_init(w) < 0) {
         log_error("worker %d: out of memory", id);
         return -1;
     }
@@ -105,6 +107,8 @@ void worker_join_free(struct worker *w)
 {
     if (w->thread)
         pthread_join(w->thread, NULL);
+    alloc_table_free(w);
+    free(w->turn);
     udp_close_all(w);
     stream_close_all(w);
     dtls_close_all(w);

@@ -1,0 +1,559 @@
+/*
+ * alloc.c - see alloc.h.
+ *
+ * The data paths do no allocation and one system call per packet: a relay
+ * socket wake-up drains up to ALLOC_RX_BATCH datagrams with one recvmmsg;
+ * each goes to the client as ChannelData (4-byte header) or as a Data
+ * indication, written with scatter-gather so the payload is never copied in
+ * user space for UDP clients.
+ */
+#include "server/alloc.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto/stun.h"
+#include "server/log.h"
+#include "server/net.h"
+#include "server/quota.h"
+#include "server/server.h"
+
+#define ALLOC_RX_BATCH 32
+#define ALLOC_RX_BUF 2048
+#define ALLOC_BUCKETS 4096 /* grows x2 when count exceeds it */
+
+/* Receive scratch shared by all allocations of a worker (one thread). */
+struct alloc_rx {
+    struct mmsghdr msg[ALLOC_RX_BATCH];
+    struct iovec iov[ALLOC_RX_BATCH];
+    struct sockaddr_storage peer[ALLOC_RX_BATCH];
+    uint8_t buf[ALLOC_RX_BATCH][ALLOC_RX_BUF];
+};
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint32_t alloc_now(const struct worker *w)
+{
+    uint64_t ms = mono_ms() - w->clock_base_ms;
+    return (uint32_t)(ms * w->conf->time_scale / 1000u) + 1;
+}
+
+static void to_mapped(const struct sockaddr *sa, struct in6_addr *out)
+{
+    if (sa->sa_family == AF_INET6) {
+        *out = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return;
+    }
+    memset(out, 0, sizeof *out);
+    out->s6_addr[10] = out->s6_addr[11] = 0xFF;
+    memcpy(&out->s6_addr[12], &((const struct sockaddr_in *)sa)->sin_addr, 4);
+}
+
+static size_t tuple_hash(const void *conn, const struct sockaddr *client, size_t n)
+{
+    uint64_t h = (uintptr_t)conn * 0x9E3779B97F4A7C15ull;
+    const uint8_t *p = (const uint8_t *)client;
+    size_t len = net_addr_len(client);
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001B3ull;
+    return (size_t)(h ^ (h >> 29)) & (n - 1);
+}
+
+/* --- timer wheel ------------------------------------------------------- */
+
+static void wheel_unlink(struct alloc_table *t, struct alloc *a)
+{
+    if (a->wprev)
+        a->wprev->wnext = a->wnext;
+    else
+        t->wheel[a->expires % ALLOC_WHEEL_SLOTS] = a->wnext;
+    if (a->wnext)
+        a->wnext->wprev = a->wprev;
+    a->wnext = a->wprev = NULL;
+}
+
+static void wheel_link(struct alloc_table *t, struct alloc *a)
+{
+    struct alloc **slot = &t->wheel[a->expires % ALLOC_WHEEL_SLOTS];
+    a->wprev = NULL;
+    a->wnext = *slot;
+    if (*slot)
+        (*slot)->wprev = a;
+    *slot = a;
+}
+
+static void wheel_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct worker *w = arg;
+    struct alloc_table *t = &w->allocs;
+    uint32_t now = alloc_now(w);
+    /* Every second up to now, in case a tick was late. */
+    while (t->wheel_pos < now) {
+        t->wheel_pos++;
+        struct alloc *a = t->wheel[t->wheel_pos % ALLOC_WHEEL_SLOTS];
+        while (a) {
+            struct alloc *next = a->wnext;
+            if (a->expires <= t->wheel_pos)
+                alloc_destroy(a, "lifetime expired");
+            /* else: a lifetime longer than the wheel, seen again next turn */
+            a = next;
+        }
+    }
+}
+
+int alloc_table_init(struct worker *w)
+{
+    struct alloc_table *t = &w->allocs;
+    memset(t, 0, sizeof *t);
+    w->clock_base_ms = mono_ms();
+    t->n_buckets = ALLOC_BUCKETS;
+    t->buckets = calloc(t->n_buckets, sizeof *t->buckets);
+    t->rx = calloc(1, sizeof *t->rx);
+    RAND_bytes((uint8_t *)&t->rng, sizeof t->rng);
+    t->rng |= 1;
+    t->wheel_pos = alloc_now(w);
+    t->tick = event_new(w->base, -1, EV_PERSIST, wheel_on_tick, w);
+    unsigned scale = w->conf->time_scale;
+    struct timeval tv = { .tv_sec = 0, .tv_usec = (suseconds_t)(1000000 / scale) };
+    if (scale == 1)
+        tv = (struct timeval){ .tv_sec = 1 };
+    if (!t->buckets || !t->rx || !t->tick || event_add(t->tick, &tv) < 0)
+        return -1;
+    return 0;
+}
+
+void alloc_table_free(struct worker *w)
+{
+    struct alloc_table *t = &w->allocs;
+    for (size_t i = 0; t->buckets && i < ALLOC_WHEEL_SLOTS; i++)
+        while (t->wheel[i])
+            alloc_destroy(t->wheel[i], "shutdown");
+    if (t->tick)
+        event_free(t->tick);
+    free(t->buckets);
+    free(t->rx);
+    memset(t, 0, sizeof *t);
+}
+
+static void table_grow(struct alloc_table *t)
+{
+    size_t n = t->n_buckets * 2;
+    struct alloc **nb = calloc(n, sizeof *nb);
+    if (!nb)
+        return; /* keep the longer chains; correctness is unaffected */
+    for (size_t i = 0; i < t->n_buckets; i++) {
+        struct alloc *a = t->buckets[i];
+        while (a) {
+            struct alloc *next = a->hnext;
+            size_t h = tuple_hash(a->conn, (struct sockaddr *)&a->client, n);
+            a->hnext = nb[h];
+            nb[h] = a;
+            a = next;
+        }
+    }
+    free(t->buckets);
+    t->buckets = nb;
+    t->n_buckets = n;
+}
+
+struct alloc *alloc_table_find(struct worker *w, const void *conn, const struct sockaddr *client)
+{
+    struct alloc_table *t = &w->allocs;
+    struct alloc *a = t->buckets[tuple_hash(conn, client, t->n_buckets)];
+    for (; a; a = a->hnext)
+        if (a->conn == conn && net_addr_equal((struct sockaddr *)&a->client, client))
+            return a;
+    return NULL;
+}
+
+struct alloc *alloc_create(struct worker *w, const struct client_ops *ops, void *conn,
+                           const struct sockaddr *client, const struct sockaddr *local,
+                           const struct relay *relays, unsigned n_relay, uint32_t lifetime)
+{
+    struct alloc_table *t = &w->allocs;
+    struct alloc *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->w = w;
+    a->ops = ops;
+    a->conn = conn;
+    memcpy(&a->client, client, net_addr_len(client));
+    memcpy(&a->local, local, net_addr_len(local));
+    for (unsigned i = 0; i < n_relay; i++)
+        a->relay[i] = relays[i];
+    a->n_relay = n_relay;
+    a->id = ++t->next_id;
+    a->tokens = w->conf->max_bps;
+    a->bucket_ms = mono_ms();
+    a->expires = alloc_now(w) + lifetime;
+    if (t->count >= t->n_buckets)
+        table_grow(t);
+    size_t h = tuple_hash(conn, client, t->n_buckets);
+    a->hnext = t->buckets[h];
+    t->buckets[h] = a;
+    wheel_link(t, a);
+    t->count++;
+    return a;
+}
+
+void alloc_destroy(struct alloc *a, const char *why)
+{
+    struct worker *w = a->w;
+    struct alloc_table *t = &w->allocs;
+    struct alloc **pp = &t->buckets[tuple_hash(a->conn, (struct sockaddr *)&a->client, t->n_buckets)];
+    while (*pp && *pp != a)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = a->hnext;
+    wheel_unlink(t, a);
+    t->count--;
+    for (unsigned i = 0; i < a->n_relay; i++)
+        alloc_relay_close(&a->relay[i]);
+    quota_release(w->srv->quota, a->user, a->user_len);
+    char c[NET_ADDRSTRLEN];
+    log_info("allocation %u for %s (%.*s) deleted: %s; %llu bytes in, %llu bytes out", a->id,
+             net_addr_format((struct sockaddr *)&a->client, c, sizeof c), (int)a->user_len, a->user,
+             why, (unsigned long long)a->bytes_in, (unsigned long long)a->bytes_out);
+    if (a->ops->gone)
+        a->ops->gone(a->conn);
+    free(a);
+}
+
+void alloc_set_lifetime(struct alloc *a, uint32_t lifetime)
+{
+    struct alloc_table *t = &a->w->allocs;
+    wheel_unlink(t, a);
+    a->expires = alloc_now(a->w) + lifetime;
+    wheel_link(t, a);
+}
+
+/* --- permissions and channels ------------------------------------------- */
+
+int alloc_perm_add(struct alloc *a, const struct sockaddr *peer)
+{
+    uint32_t now = alloc_now(a->w);
+    struct in6_addr ip;
+    to_mapped(peer, &ip);
+    struct perm *free_slot = NULL;
+    for (unsigned i = 0; i < a->n_perms; i++) {
+        struct perm *p = &a->perms[i];
+        if (memcmp(&p->ip, &ip, sizeof ip) == 0) {
+            p->expires = now + ALLOC_PERM_LIFETIME;
+            return 0;
+        }
+        if (!free_slot && p->expires <= now)
+            free_slot = p;
+    }
+    if (!free_slot) {
+        if (a->n_perms >= ALLOC_MAX_PERMS)
+            return 508;
+        free_slot = &a->perms[a->n_perms++];
+    }
+    free_slot->ip = ip;
+    free_slot->expires = now + ALLOC_PERM_LIFETIME;
+    return 0;
+}
+
+bool alloc_perm_ok(const struct alloc *a, const struct sockaddr *peer)
+{
+    uint32_t now = alloc_now(a->w);
+    struct in6_addr ip;
+    to_mapped(peer, &ip);
+    for (unsigned i = 0; i < a->n_perms; i++)
+        if (a->perms[i].expires > now && memcmp(&a->perms[i].ip, &ip, sizeof ip) == 0)
+            return true;
+    return false;
+}
+
+static bool chan_peer_is(const struct chan *c, const struct sockaddr *peer)
+{
+    return net_addr_equal((const struct sockaddr *)&c->peer, peer);
+}
+
+int alloc_chan_bind(struct alloc *a, uint16_t number, const struct sockaddr *peer)
+{
+    uint32_t now = alloc_now(a->w);
+    struct chan *slot = NULL, *free_slot = NULL;
+    for (unsigned i = 0; i < a->n_chans; i++) {
+        struct chan *c = &a->chans[i];
+        bool held = c->expires + ALLOC_CHANNEL_QUARANTINE > now;
+        if (!held) {
+            if (!free_slot)
+                free_slot = c;
+            continue;
+        }
+        bool same_num = c->number == number, same_peer = chan_peer_is(c, peer);
+        /* RFC 8656 section 11.2: a number maps to one peer and back, also
+         * for 5 minutes after the binding expires. */
+        if (same_num != same_peer)
+            return 400;
+        if (same_num)
+            slot = c;
+    }
+    if (!slot) {
+        if (!free_slot) {
+            if (a->n_chans >= ALLOC_MAX_CHANNELS)
+                return 508;
+            free_slot = &a->chans[a->n_chans++];
+        }
+        slot = free_slot;
+        slot->number = number;
+        memset(&slot->peer, 0, sizeof slot->peer);
+        memcpy(&slot->peer, peer, net_addr_len(peer));
+    }
+    int rc = alloc_perm_add(a, peer);
+    if (rc)
+        return rc;
+    slot->expires = now + ALLOC_CHANNEL_LIFETIME;
+    return 0;
+}
+
+static const struct chan *chan_by_number(const struct alloc *a, uint16_t number, uint32_t now)
+{
+    for (unsigned i = 0; i < a->n_chans; i++)
+        if (a->chans[i].number == number && a->chans[i].expires > now)
+            return &a->chans[i];
+    return NULL;
+}
+
+static const struct chan *chan_by_peer(const struct alloc *a, const struct sockaddr *peer,
+                                       uint32_t now)
+{
+    for (unsigned i = 0; i < a->n_chans; i++)
+        if (a->chans[i].expires > now && chan_peer_is(&a->chans[i], peer))
+            return &a->chans[i];
+    return NULL;
+}
+
+/* --- data paths --------------------------------------------------------- */
+
+/* limits.max_bps (bytes per second, as coturn's max-bps): token bucket with
+ * one second of burst. */
+static bool bandwidth_take(struct alloc *a, size_t len)
+{
+    uint64_t rate = a->w->conf->max_bps;
+    if (!rate)
+        return true;
+    uint64_t now = mono_ms();
+    uint64_t add = (now - a->bucket_ms) * rate / 1000u;
+    if (add) {
+        a->tokens = a->tokens + add > rate ? rate : a->tokens + add;
+        a->bucket_ms = now;
+    }
+    if (a->tokens < len)
+        return false;
+    a->tokens -= len;
+    return true;
+}
+
+static const struct relay *relay_for(const struct alloc *a, int family)
+{
+    for (unsigned i = 0; i < a->n_relay; i++)
+        if (a->relay[i].addr.ss_family == family)
+            return &a->relay[i];
+    return NULL;
+}
+
+static void relay_to_peer(struct alloc *a, const struct sockaddr *peer, const uint8_t *data,
+                          size_t len)
+{
+    const struct relay *r = relay_for(a, peer->sa_family);
+    if (!r || !alloc_perm_ok(a, peer) || !bandwidth_take(a, len))
+        return;
+    if (sendto(r->fd, data, len, MSG_DONTWAIT, peer, net_addr_len(peer)) >= 0) {
+        a->bytes_out += len;
+        a->pkts_out++;
+    }
+}
+
+void alloc_relay_channel(struct alloc *a, const uint8_t *frame, size_t len)
+{
+    uint16_t number, dlen;
+    const uint8_t *data;
+    if (stun_channel_decode(frame, len, &number, &data, &dlen) < 0)
+        return;
+    const struct chan *c = chan_by_number(a, number, alloc_now(a->w));
+    if (c)
+        relay_to_peer(a, (const struct sockaddr *)&c->peer, data, dlen);
+}
+
+void alloc_relay_send(struct alloc *a, const struct sockaddr *peer, const uint8_t *data, size_t len)
+{
+    relay_to_peer(a, peer, data, len);
+}
+
+static uint64_t rng_next(struct alloc_table *t)
+{
+    t->rng ^= t->rng << 13;
+    t->rng ^= t->rng >> 7;
+    t->rng ^= t->rng << 17;
+    return t->rng;
+}
+
+/* One datagram from a peer to the client: ChannelData if the peer has a
+ * channel, else a Data indication (RFC 8656 sections 11.6 and 12.6). */
+static void relay_to_client(struct alloc *a, const struct sockaddr *peer, uint8_t *data,
+                            size_t len, uint32_t now)
+{
+    static const uint8_t zeros[4];
+    uint8_t hdr[64];
+    struct iovec iov[3];
+    const struct chan *c = chan_by_peer(a, peer, now);
+    int n;
+    bool channel = c != NULL;
+    if (c) {
+        stun_channel_encode_hdr(hdr, c->number, (uint16_t)len);
+        iov[0] = (struct iovec){ hdr, STUN_CHANNEL_HDR_LEN };
+        iov[1] = (struct iovec){ data, len };
+        n = 2;
+    } else {
+        uint8_t tid[STUN_TID_LEN];
+        uint64_t r1 = rng_next(&a->w->allocs), r2 = rng_next(&a->w->allocs);
+        memcpy(tid, &r1, 8);
+        memcpy(tid + 8, &r2, 4);
+        struct stun_enc e;
+        stun_enc_init(&e, hdr, sizeof hdr, STUN_DATA, STUN_CLASS_INDICATION, tid, false);
+        if (stun_enc_add_xaddr(&e, STUN_ATTR_XOR_PEER_ADDRESS, peer) < 0)
+            return;
+        size_t pad = (4 - (len & 3)) & 3;
+        size_t body = e.len - STUN_HDR_LEN + 4 + len + pad;
+        hdr[2] = (uint8_t)(body >> 8);
+        hdr[3] = (uint8_t)body;
+        uint8_t *ah = hdr + e.len;
+        ah[0] = STUN_ATTR_DATA >> 8;
+        ah[1] = STUN_ATTR_DATA & 0xFF;
+        ah[2] = (uint8_t)(len >> 8);
+        ah[3] = (uint8_t)len;
+        iov[0] = (struct iovec){ hdr, e.len + 4 };
+        iov[1] = (struct iovec){ data, len };
+        iov[2] = (struct iovec){ (void *)zeros, pad };
+        n = pad ? 3 : 2;
+    }
+    if (a->ops->send(a->conn, (struct sockaddr *)&a->client, (struct sockaddr *)&a->local, iov, n,
+                     channel) == 0) {
+        a->bytes_in += len;
+        a->pkts_in++;
+    }
+}
+
+static void relay_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct alloc *a = arg;
+    struct alloc_rx *rx = a->w->allocs.rx;
+    for (int round = 0; round < 4; round++) {
+        for (unsigned i = 0; i < ALLOC_RX_BATCH; i++) {
+            rx->iov[i] = (struct iovec){ rx->buf[i], ALLOC_RX_BUF };
+            rx->msg[i].msg_hdr = (struct msghdr){ .msg_name = &rx->peer[i],
+                                                  .msg_namelen = sizeof rx->peer[i],
+                                                  .msg_iov = &rx->iov[i],
+                                                  .msg_iovlen = 1 };
+        }
+        int n = recvmmsg(fd, rx->msg, ALLOC_RX_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            return;
+        uint32_t now = alloc_now(a->w);
+        for (int i = 0; i < n; i++) {
+            const struct sockaddr *peer = (const struct sockaddr *)&rx->peer[i];
+            size_t len = rx->msg[i].msg_len;
+            if ((rx->msg[i].msg_hdr.msg_flags & MSG_TRUNC) || len > 0xFFFF - 64)
+                continue;
+            /* RFC 8656 section 11.6: no permission, no delivery. */
+            if (!alloc_perm_ok(a, peer) || !bandwidth_take(a, len))
+                continue;
+            relay_to_client(a, peer, rx->buf[i], len, now);
+        }
+        if (n < ALLOC_RX_BATCH)
+            return;
+    }
+}
+
+/* --- relay sockets ------------------------------------------------------ */
+
+static int bind_port(const struct sockaddr *ip, unsigned port, struct sockaddr_storage *out)
+{
+    memcpy(out, ip, net_addr_len(ip));
+    net_addr_set_port((struct sockaddr *)out, port);
+    int fd = socket(ip->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (ip->sa_family == AF_INET6) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (bind(fd, (struct sockaddr *)out, net_addr_len(ip)) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int alloc_relay_open(struct worker *w, const struct sockaddr *ip, bool even, bool reserve_next,
+                     struct relay *out, int *next_fd)
+{
+    const struct conf *c = w->conf;
+    unsigned lo = c->relay_min_port, hi = c->relay_max_port;
+    unsigned span = hi - lo + 1;
+    memset(out, 0, sizeof *out);
+    out->fd = -1;
+    /* Random probes first (unpredictable ports), then a sweep so that a
+     * nearly full range still finds its last free port. */
+    for (unsigned attempt = 0; attempt < 32 + span; attempt++) {
+        unsigned port = attempt < 32 ? lo + (unsigned)(rng_next(&w->allocs) % span)
+                                     : lo + (attempt - 32);
+        if (even || reserve_next)
+            port &= ~1u;
+        if (port < lo || (reserve_next && port + 1 > hi))
+            continue;
+        int fd = bind_port(ip, port, &out->addr);
+        if (fd == -EADDRINUSE)
+            continue;
+        if (fd < 0)
+            return fd;
+        if (reserve_next) {
+            struct sockaddr_storage tmp;
+            int fd2 = bind_port(ip, port + 1, &tmp);
+            if (fd2 < 0) {
+                close(fd);
+                continue;
+            }
+            *next_fd = fd2;
+        }
+        out->fd = fd;
+        out->reported = out->addr;
+        return 0;
+    }
+    return -EADDRNOTAVAIL;
+}
+
+void alloc_relay_close(struct relay *r)
+{
+    if (r->ev)
+        event_free(r->ev);
+    if (r->fd >= 0)
+        close(r->fd);
+    r->ev = NULL;
+    r->fd = -1;
+}
+
+int alloc_relay_start(struct alloc *a)
+{
+    for (unsigned i = 0; i < a->n_relay; i++) {
+        a->relay[i].ev = event_new(a->w->base, a->relay[i].fd, EV_READ | EV_PERSIST, relay_on_read, a);
+        if (!a->relay[i].ev || event_add(a->relay[i].ev, NULL) < 0)
+            return -1;
+    }
+    return 0;
+}
