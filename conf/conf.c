@@ -379,7 +379,7 @@ static int conf_load_auth(const struct conf_ctx *x, struct conf *c, const config
             return -1;
         c->n_secrets = (size_t)i + 1;
     }
-    if (conf_take_uint(x, g, "nonce_lifetime", 10, 86400, &c->nonce_lifetime) < 0)
+    if (conf_take_uint(x, g, "nonce_lifetime", 1, 86400, &c->nonce_lifetime) < 0)
         return -1;
     return conf_take_str(x, g, "redis", c->redis, sizeof(c->redis), false);
 }

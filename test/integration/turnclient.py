@@ -189,11 +189,13 @@ class Turn:
         return self.request(REFRESH, [attr(A_LIFETIME, struct.pack("!I", lifetime))])
 
     def permission(self, *peers):
-        return self.request(CREATE_PERMISSION, [attr(A_PEER, xor_addr(h, p, b"\0" * 12)) for h, p in peers])
+        tid = os.urandom(12)  # IPv6 XOR addresses depend on the transaction ID
+        return self.request(CREATE_PERMISSION, [attr(A_PEER, xor_addr(h, p, tid)) for h, p in peers], tid=tid)
 
     def channel_bind(self, number, peer):
+        tid = os.urandom(12)
         return self.request(CHANNEL_BIND, [attr(A_CHANNEL, struct.pack("!HH", number, 0)),
-                                           attr(A_PEER, xor_addr(peer[0], peer[1], b"\0" * 12))])
+                                           attr(A_PEER, xor_addr(peer[0], peer[1], tid))], tid=tid)
 
     def send_indication(self, peer, data):
         tid = os.urandom(12)
