@@ -99,8 +99,33 @@ static void print_ready(const struct conf *c, int n_workers)
                               host, net_addr_port((const struct sockaddr *)&l->addr));
         first = false;
     }
+    n += (size_t)snprintf(line + n, sizeof line - n, "]}");
+    /* The TURN entry with the first static user that has a password. */
+    const struct conf_user *u = NULL;
+    for (size_t i = 0; !u && i < c->n_users; i++)
+        if (c->users[i].password[0])
+            u = &c->users[i];
+    if (u && n < sizeof line) {
+        n += (size_t)snprintf(line + n, sizeof line - n, ", {\"urls\": [");
+        first = true;
+        for (size_t i = 0; i < c->n_listen && n < sizeof line; i++) {
+            const struct conf_listen *l = &c->listen[i];
+            if (l->proto == CONF_DTLS)
+                continue; /* browsers have no turns: over DTLS */
+            static const char *const uri[] = { "turn:%s:%u?transport=udp", "turn:%s:%u?transport=tcp",
+                                               "turns:%s:%u?transport=tcp" };
+            char one[128];
+            snprintf(one, sizeof one, uri[l->proto], host, net_addr_port((const struct sockaddr *)&l->addr));
+            n += (size_t)snprintf(line + n, sizeof line - n, "%s\"%s\"", first ? "" : ", ", one);
+            first = false;
+        }
+        if (n < sizeof line)
+            n += (size_t)snprintf(line + n, sizeof line - n,
+                                  "], \"username\": \"%s\", \"credential\": \"%s\"}", u->user,
+                                  u->password);
+    }
     if (n < sizeof line)
-        snprintf(line + n, sizeof line - n, "]}]");
+        snprintf(line + n, sizeof line - n, "]");
     printf("%s\n", line);
     fflush(stdout);
 }

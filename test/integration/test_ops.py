@@ -85,6 +85,19 @@ class StartupErrors(unittest.TestCase):
             self.assertTrue(first.alive())
 
 
+class ReadyLine(unittest.TestCase):
+    def test_ready_line_has_ice_servers_json(self):
+        import json
+        port = free_port()
+        text = conf(port, 'auth = { users = ( { user = "demo"; password = "pw"; } ); };')
+        with Ternd(text) as srv:
+            ice = json.loads(srv.ready_line.split("iceServers: ", 1)[1])
+            self.assertEqual(ice[0]["urls"], ["stun:127.0.0.1:%d" % port])
+            self.assertEqual(ice[1]["urls"], ["turn:127.0.0.1:%d?transport=udp" % port,
+                                              "turn:127.0.0.1:%d?transport=tcp" % port])
+            self.assertEqual((ice[1]["username"], ice[1]["credential"]), ("demo", "pw"))
+
+
 class Signals(unittest.TestCase):
     def test_sigterm_exits_cleanly(self):
         port = free_port()
