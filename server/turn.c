@@ -11,6 +11,7 @@
  */
 #include "server/turn.h"
 
+#include <netinet/in.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -411,6 +412,14 @@ static size_t do_allocate(const struct turn_client *tc, const struct stun_msg *m
     }
     if (tc->slot)
         *tc->slot = a;
+    if (stun_attr_find(m, STUN_ATTR_DONT_FRAGMENT)) {
+        /* RFC 8656 section 7.2: set DF on what we relay to peers (IPv4; IPv6
+         * routers never fragment anyway). */
+        int pmtu = IP_PMTUDISC_DO;
+        for (unsigned i = 0; i < a->n_relay; i++)
+            if (a->relay[i].addr.ss_family == AF_INET)
+                setsockopt(a->relay[i].fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+    }
     uint8_t token[8];
     bool have_token = false;
     if (reserve && next_fd >= 0) {

@@ -178,6 +178,11 @@ class TurnBasics(unittest.TestCase):
         self.assertEqual(error(r), 400)
         self.assertEqual(error(t2.allocate(extra=[attr(A_RAF, b"\x07\0\0\0")])), 440)
 
+    def test_dont_fragment_accepted(self):
+        t = self.client()
+        r = t.allocate(extra=[attr(0x001A, b"")])
+        self.assertEqual(r["cls"], 2, error(r))
+
     def test_even_port_and_reservation(self):
         t = self.client()
         r = t.allocate(extra=[attr(A_EVEN, b"\x80")])
