@@ -35,9 +35,10 @@ enum auth_err {
 /*
  * SASLprep (RFC 4013) of a UTF-8 password into out (NUL-terminated): maps
  * non-ASCII spaces to U+0020, removes characters mapped to nothing, rejects
- * prohibited ones. NFKC normalisation is applied to the Latin-1 supplement
- * compatibility characters only (see auth.c). Returns the output length or a
- * negative enum auth_err.
+ * prohibited ones. NFKC is applied to the compatibility characters that
+ * occur in practice (Latin-1 supplement, Roman numerals, full-width ASCII,
+ * Ohm/Kelvin/Angstrom; see auth.c), not in full. Returns the output length
+ * or a negative enum auth_err.
  */
 int auth_saslprep(const char *in, char *out, size_t cap);
 

@@ -90,7 +90,8 @@ static void test_saslprep_mapping(void **state)
     test_assert_prep("\xE2\x85\xA0\xE2\x85\xA7\xE2\x85\xAF", "IVIIIM");
     test_assert_prep("\xE2\x85\xB1\xE2\x85\xBB\xE2\x85\xBC", "iixiil");
     /* Other non-ASCII passes through unchanged. */
-    test_assert_prep("caf\xC3\xA9 \xE3\x83\x9E \xF0\x9F\x98\x80", "caf\xC3\xA9 \xE3\x83\x9E \xF0\x9F\x98\x80");
+    test_assert_prep("caf\xC3\xA9 \xE3\x83\x9E \xF0\x9F\x98\x80",
+                     "caf\xC3\xA9 \xE3\x83\x9E \xF0\x9F\x98\x80");
     /* RFC 5769 section 2.4 password. */
     test_assert_prep("The\xC2\xADM\xC2\xAAtr\xE2\x85\xA8", "TheMatrIX");
 }
@@ -261,8 +262,10 @@ static struct sockaddr_storage test_addr(const char *ip, unsigned port)
 
 #define SA(ss) ((const struct sockaddr *)&(ss))
 
-static const uint8_t nonce_key[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-                                      17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+static const uint8_t nonce_key[32] = {
+    1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+    17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
+};
 
 static void test_nonce_format(void **state)
 {
