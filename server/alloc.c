@@ -204,6 +204,7 @@ struct alloc *alloc_create(struct worker *w, const struct client_ops *ops, void 
     t->buckets[h] = a;
     wheel_link(t, a);
     t->count++;
+    stats_add(&w->stats.allocations, 1);
     return a;
 }
 
@@ -218,6 +219,7 @@ void alloc_destroy(struct alloc *a, const char *why)
         *pp = a->hnext;
     wheel_unlink(t, a);
     t->count--;
+    stats_sub(&w->stats.allocations, 1);
     for (unsigned i = 0; i < a->n_relay; i++)
         alloc_relay_close(&a->relay[i]);
     quota_release(w->srv->quota, a->user, a->user_len);
@@ -368,12 +370,23 @@ static const struct relay *relay_for(const struct alloc *a, int family)
 static void relay_to_peer(struct alloc *a, const struct sockaddr *peer, const uint8_t *data,
                           size_t len)
 {
+    struct worker_stats *st = &a->w->stats;
     const struct relay *r = relay_for(a, peer->sa_family);
-    if (!r || !alloc_perm_ok(a, peer) || !bandwidth_take(a, len))
+    if (!r || !alloc_perm_ok(a, peer)) {
+        stats_add(&st->drops[STATS_DROP_NO_PERMISSION], 1);
         return;
+    }
+    if (!bandwidth_take(a, len)) {
+        stats_add(&st->drops[STATS_DROP_BANDWIDTH], 1);
+        return;
+    }
     if (sendto(r->fd, data, len, MSG_DONTWAIT, peer, net_addr_len(peer)) >= 0) {
         a->bytes_out += len;
         a->pkts_out++;
+        stats_add(&st->bytes[STATS_TO_PEER], len);
+        stats_add(&st->packets[STATS_TO_PEER], 1);
+    } else {
+        stats_add(&st->drops[STATS_DROP_SEND_FAILED], 1);
     }
 }
 
@@ -386,6 +399,8 @@ void alloc_relay_channel(struct alloc *a, const uint8_t *frame, size_t len)
     const struct chan *c = chan_by_number(a, number, alloc_now(a->w));
     if (c)
         relay_to_peer(a, (const struct sockaddr *)&c->peer, data, dlen);
+    else
+        stats_add(&a->w->stats.drops[STATS_DROP_NO_CHANNEL], 1);
 }
 
 void alloc_relay_send(struct alloc *a, const struct sockaddr *peer, const uint8_t *data, size_t len)
@@ -440,10 +455,15 @@ static void relay_to_client(struct alloc *a, const struct sockaddr *peer, uint8_
         iov[2] = (struct iovec){ (void *)zeros, pad };
         n = pad ? 3 : 2;
     }
+    struct worker_stats *st = &a->w->stats;
     if (a->ops->send(a->conn, (struct sockaddr *)&a->client, (struct sockaddr *)&a->local, iov, n,
                      channel) == 0) {
         a->bytes_in += len;
         a->pkts_in++;
+        stats_add(&st->bytes[STATS_TO_CLIENT], len);
+        stats_add(&st->packets[STATS_TO_CLIENT], 1);
+    } else {
+        stats_add(&st->drops[STATS_DROP_SEND_FAILED], 1);
     }
 }
 
@@ -470,8 +490,14 @@ static void relay_on_read(evutil_socket_t fd, short what, void *arg)
             if ((rx->msg[i].msg_hdr.msg_flags & MSG_TRUNC) || len > 0xFFFF - 64)
                 continue;
             /* RFC 8656 section 11.6: no permission, no delivery. */
-            if (!alloc_perm_ok(a, peer) || !bandwidth_take(a, len))
+            if (!alloc_perm_ok(a, peer)) {
+                stats_add(&a->w->stats.drops[STATS_DROP_NO_PERMISSION], 1);
                 continue;
+            }
+            if (!bandwidth_take(a, len)) {
+                stats_add(&a->w->stats.drops[STATS_DROP_BANDWIDTH], 1);
+                continue;
+            }
             relay_to_client(a, peer, rx->buf[i], len, now);
         }
         if (n < ALLOC_RX_BATCH)

@@ -18,6 +18,7 @@
 #include "conf/conf.h"
 #include "server/alloc.h"
 #include "server/policy.h"
+#include "server/stats.h"
 
 struct event_base;
 struct event;
@@ -54,6 +55,7 @@ struct worker {
     struct alloc_table allocs;  /* this worker's TURN allocations */
     uint64_t clock_base_ms;     /* alloc_now() epoch */
     struct turn_worker *turn;   /* transaction cache, rate limits; owned */
+    struct worker_stats stats;  /* written by this worker only (stats.h) */
 };
 
 /*

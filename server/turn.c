@@ -147,6 +147,7 @@ static size_t enc_finish(const struct turn_client *tc, struct stun_enc *e,
 static size_t reply_error(const struct turn_client *tc, const struct stun_msg *m, int code,
                           const struct turn_auth *au, uint8_t *out, size_t cap)
 {
+    stats_request(&tc->w->stats, m->method, code);
     log_debug("method 0x%03x from %.*s: %d %s", m->method, au ? (int)au->user_len : 1,
               au ? au->user : "-", code, stun_error_reason(code));
     struct stun_enc e;
@@ -163,8 +164,11 @@ static size_t reply_challenge(const struct turn_client *tc, const struct stun_ms
                               const struct sockaddr *client, uint8_t *out, size_t cap)
 {
     struct worker *w = tc->w;
-    if (!rate_take(w, client))
+    if (!rate_take(w, client)) {
+        stats_add(&w->stats.drops[STATS_DROP_RATE_LIMIT], 1);
         return 0;
+    }
+    stats_request(&w->stats, m->method, code);
     char nonce[AUTH_NONCE_LEN + 1];
     auth_nonce_make(w->srv->nonce_key, client, (uint64_t)time(NULL) + w->conf->nonce_lifetime,
                     nonce);
@@ -428,6 +432,8 @@ static size_t do_allocate(const struct turn_client *tc, const struct stun_msg *m
         have_token = reserve_put(w->srv->resv, next_fd, (struct sockaddr *)&next, token) == 0;
     }
 
+    stats_request(&w->stats, m->method, 0);
+    stats_add(&w->stats.allocations_created, 1);
     struct stun_enc e;
     enc_start(&e, m, STUN_CLASS_SUCCESS, out, cap);
     for (unsigned i = 0; i < a->n_relay; i++)
@@ -471,6 +477,7 @@ static size_t do_refresh(const struct turn_client *tc, struct alloc *a, const st
     } else {
         alloc_set_lifetime(a, lifetime);
     }
+    stats_request(&tc->w->stats, m->method, 0);
     struct stun_enc e;
     enc_start(&e, m, STUN_CLASS_SUCCESS, out, cap);
     stun_enc_add_u32(&e, STUN_ATTR_LIFETIME, lifetime);
@@ -487,6 +494,8 @@ static size_t do_permission(const struct turn_client *tc, struct alloc *a, const
         code = alloc_perm_add(a, (struct sockaddr *)&peers[i]);
     if (code)
         return reply_error(tc, m, code, au, out, cap);
+    stats_request(&tc->w->stats, m->method, 0);
+    stats_add(&tc->w->stats.permissions_created, n);
     struct stun_enc e;
     enc_start(&e, m, STUN_CLASS_SUCCESS, out, cap);
     return enc_finish(tc, &e, m, au);
@@ -512,9 +521,22 @@ static size_t do_channel_bind(const struct turn_client *tc, struct alloc *a,
         code = alloc_chan_bind(a, number, (struct sockaddr *)&peers[0]);
     if (code)
         return reply_error(tc, m, code, au, out, cap);
+    stats_request(&tc->w->stats, m->method, 0);
+    stats_add(&tc->w->stats.channels_bound, 1);
     struct stun_enc e;
     enc_start(&e, m, STUN_CLASS_SUCCESS, out, cap);
     return enc_finish(tc, &e, m, au);
+}
+
+/* An error to a request that did not authenticate: rate limited. */
+static size_t unauth_error(const struct turn_client *tc, const struct stun_msg *m,
+                           const struct sockaddr *client, int code, uint8_t *out, size_t cap)
+{
+    if (!rate_take(tc->w, client)) {
+        stats_add(&tc->w->stats.drops[STATS_DROP_RATE_LIMIT], 1);
+        return 0;
+    }
+    return reply_error(tc, m, code, NULL, out, cap);
 }
 
 static struct alloc *find_alloc(const struct turn_client *tc, const struct sockaddr *client)
@@ -529,8 +551,14 @@ static void send_indication(const struct turn_client *tc, const struct stun_msg 
     const struct stun_attr *pa = stun_attr_find(m, STUN_ATTR_XOR_PEER_ADDRESS);
     const struct stun_attr *da = stun_attr_find(m, STUN_ATTR_DATA);
     struct sockaddr_storage peer;
-    if (!a || !pa || !da || stun_attr_get_xaddr(m, pa, &peer) < 0)
+    if (!a) {
+        stats_add(&tc->w->stats.drops[STATS_DROP_NO_ALLOCATION], 1);
         return;
+    }
+    if (!pa || !da || stun_attr_get_xaddr(m, pa, &peer) < 0) {
+        stats_add(&tc->w->stats.drops[STATS_DROP_MALFORMED], 1);
+        return;
+    }
     alloc_relay_send(a, (struct sockaddr *)&peer, m->buf + da->off, da->len);
 }
 
@@ -540,6 +568,8 @@ void turn_channel_data(const struct turn_client *tc, const struct sockaddr *clie
     struct alloc *a = find_alloc(tc, client);
     if (a)
         alloc_relay_channel(a, frame, len);
+    else
+        stats_add(&tc->w->stats.drops[STATS_DROP_NO_ALLOCATION], 1);
 }
 
 size_t turn_handle(const struct turn_client *tc, const struct stun_msg *m,
@@ -559,10 +589,10 @@ size_t turn_handle(const struct turn_client *tc, const struct stun_msg *m,
     case STUN_CHANNEL_BIND:
         break;
     default:
-        return rate_take(tc->w, client) ? reply_error(tc, m, 400, NULL, out, cap) : 0;
+        return unauth_error(tc, m, client, 400, out, cap);
     }
     if (m->n_unknown)
-        return rate_take(tc->w, client) ? reply_error(tc, m, 420, NULL, out, cap) : 0;
+        return unauth_error(tc, m, client, 420, out, cap);
     size_t len = txcache_find(tc, m, client, out, cap);
     if (len)
         return len;
@@ -570,10 +600,13 @@ size_t turn_handle(const struct turn_client *tc, const struct stun_msg *m,
     struct turn_auth au;
     memset(&au, 0, sizeof au);
     int rc = authenticate(tc, m, client, &au);
+    /* A first request without credentials is the normal challenge, not a failure. */
+    if (rc < 0 && (m->integrity >= 0 || m->integrity256 >= 0))
+        stats_add(&tc->w->stats.auth_failures, 1);
     if (rc == -401 || rc == -438)
         return reply_challenge(tc, m, -rc, client, out, cap);
     if (rc < 0)
-        return rate_take(tc->w, client) ? reply_error(tc, m, -rc, NULL, out, cap) : 0;
+        return unauth_error(tc, m, client, -rc, out, cap);
 
     struct alloc *a = find_alloc(tc, client);
     if (a && (a->user_len != au.user_len || memcmp(a->user, au.user, au.user_len) != 0))
