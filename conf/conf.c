@@ -345,7 +345,8 @@ static int conf_load_user(const struct conf_ctx *x, const config_setting_t *e,
 
 static int conf_load_auth(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
 {
-    static const char *const keys[] = {"users", "secrets", "redis", "nonce_lifetime", NULL};
+    static const char *const keys[] = {"users", "secrets", "redis", "nonce_lifetime", "cache_ttl",
+                                       NULL};
     config_setting_t *g, *l;
     if (conf_take_group(x, root, "auth", keys, &g) < 0)
         return -1;
@@ -379,7 +380,8 @@ static int conf_load_auth(const struct conf_ctx *x, struct conf *c, const config
             return -1;
         c->n_secrets = (size_t)i + 1;
     }
-    if (conf_take_uint(x, g, "nonce_lifetime", 1, 86400, &c->nonce_lifetime) < 0)
+    if (conf_take_uint(x, g, "nonce_lifetime", 1, 86400, &c->nonce_lifetime) < 0 ||
+        conf_take_uint(x, g, "cache_ttl", 1, 3600, &c->cache_ttl) < 0)
         return -1;
     return conf_take_str(x, g, "redis", c->redis, sizeof(c->redis), false);
 }
@@ -561,6 +563,7 @@ void conf_init_defaults(struct conf *c)
     c->unauth_rate = 50;
     c->time_scale = 1;
     c->nonce_lifetime = 600;
+    c->cache_ttl = 5;
     c->log_level = CONF_LOG_INFO;
 }
 

@@ -87,6 +87,7 @@ struct conf {
     unsigned unauth_rate;             /* unauthenticated TURN requests/s per source IP; 0: off */
     unsigned time_scale;              /* TURN timers run this many times faster (tests only) */
     unsigned nonce_lifetime;          /* seconds before a nonce is stale (438) */
+    unsigned cache_ttl;               /* seconds Redis answers are cached per worker */
 
     bool has_metrics;
     struct sockaddr_storage metrics;

@@ -188,6 +188,14 @@ int main(int argc, char **argv)
         goto out;
     }
     policy_init(&srv.policy, &conf);
+    if (conf.redis[0]) {
+        if (redis_url_parse(conf.redis, &srv.redis_url) < 0) {
+            log_error("auth.redis: cannot parse \"%s\" (redis://[:password@]host[:port][/db] or "
+                      "unix:///path?db=N)", conf.redis);
+            goto out;
+        }
+        srv.has_redis = true;
+    }
     srv.quota = quota_new(conf.user_quota, conf.total_quota);
     srv.resv = reserve_new();
     if (!srv.quota || !srv.resv)

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "auth/auth.h"
+#include "auth/redis.h"
 #include "conf/conf.h"
 #include "server/alloc.h"
 #include "server/policy.h"
@@ -27,6 +28,7 @@ struct dtls_ep;
 struct stream_listener;
 struct stream_conn;
 struct turn_worker;
+struct creds_worker;
 struct quota;
 struct reserve;
 
@@ -56,6 +58,7 @@ struct worker {
     uint64_t clock_base_ms;     /* alloc_now() epoch */
     struct turn_worker *turn;   /* transaction cache, rate limits; owned */
     struct worker_stats stats;  /* written by this worker only (stats.h) */
+    struct creds_worker *creds; /* Redis connection and credential cache; owned */
 };
 
 /*
@@ -76,6 +79,8 @@ struct server {
     struct policy policy;      /* relay peer policy, read-only */
     struct quota *quota;       /* allocation quotas (mutex inside) */
     struct reserve *resv;      /* EVEN-PORT reservations (mutex inside) */
+    bool has_redis;            /* auth.redis set and parsed */
+    struct redis_url redis_url;
 };
 
 /* Worker lifecycle (worker.c). */

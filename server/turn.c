@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "server/creds.h"
 #include "server/log.h"
 #include "server/net.h"
 #include "server/policy.h"
@@ -26,6 +27,7 @@
 
 #define TXCACHE_MS 40000 /* RFC 8489 section 6.2.1: Rc * RTO, about 40 s */
 #define RATE_BURST_FACTOR 2
+#define TURN_PARK (-1000) /* authenticate(): credentials are being fetched */
 
 /* The outcome of authentication; user borrowed from the request or store. */
 struct turn_auth {
@@ -234,8 +236,14 @@ static int authenticate(const struct turn_client *tc, const struct stun_msg *m,
         au->user_len = u->name_len;
     }
     uint8_t keys[4][32];
-    int n = auth_store_keys(store, au->user, au->user_len, au->alg, (uint64_t)time(NULL), keys, 4);
-    if (n <= 0)
+    int n;
+    enum creds_result cr = creds_lookup(w, au->user, au->user_len, au->alg, (uint64_t)time(NULL),
+                                        keys, 4, &n);
+    if (cr == CREDS_PENDING)
+        return TURN_PARK;
+    if (cr == CREDS_UNAVAILABLE)
+        return -500;
+    if (cr != CREDS_FOUND)
         return -401;
     au->key_len = au->alg == AUTH_ALG_SHA256 ? AUTH_SHA256_KEY_LEN : AUTH_MD5_KEY_LEN;
     au->sha256 = m->integrity256 >= 0;
@@ -603,6 +611,11 @@ size_t turn_handle(const struct turn_client *tc, const struct stun_msg *m,
     /* A first request without credentials is the normal challenge, not a failure. */
     if (rc < 0 && (m->integrity >= 0 || m->integrity256 >= 0))
         stats_add(&tc->w->stats.auth_failures, 1);
+    if (rc == TURN_PARK) {
+        if (creds_park(tc->w, tc, client, m->buf, m->len, au.user, au.user_len) == 0)
+            return 0; /* answered when Redis is */
+        rc = -500;
+    }
     if (rc == -401 || rc == -438)
         return reply_challenge(tc, m, -rc, client, out, cap);
     if (rc < 0)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "server/creds.h"
 #include "server/dtls.h"
 #include "server/log.h"
 #include "server/net.h"
@@ -47,7 +48,7 @@ int worker_init(struct worker *w, struct server *srv, int id)
     w->base = event_base_new();
     w->io = udp_io_new();
     w->turn = calloc(1, sizeof *w->turn);
-    if (!w->base || !w->io || !w->turn || alloc_table_init(w) < 0) {
+    if (!w->base || !w->io || !w->turn || alloc_table_init(w) < 0 || !(w->creds = creds_new(w))) {
         log_error("worker %d: out of memory", id);
         return -1;
     }
@@ -108,6 +109,7 @@ void worker_join_free(struct worker *w)
     if (w->thread)
         pthread_join(w->thread, NULL);
     alloc_table_free(w);
+    creds_free(w->creds);
     free(w->turn);
     udp_close_all(w);
     stream_close_all(w);
