@@ -308,6 +308,37 @@ static int conf_load_relay(const struct conf_ctx *x, struct conf *c, const confi
     return 0;
 }
 
+/* alternate_servers = [ "192.0.2.1:3478", "[2001:db8::1]:3478" ] */
+static int conf_load_servers(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
+{
+    config_setting_t *l;
+    char s[CONF_STR], path[CONF_STR];
+    if (conf_take_seq(x, root, "alternate_servers", CONF_MAX_RELAY_IPS, &l) < 0)
+        return -1;
+    for (int i = 0; l && i < config_setting_length(l); i++) {
+        const config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+        if (conf_get_str(x, e, s, sizeof(s), true) < 0)
+            return -1;
+        char *colon = strrchr(s, ':');
+        char *ip = s;
+        if (colon) {
+            *colon = 0;
+            if (s[0] == '[' && colon > s && colon[-1] == ']') {
+                ip = s + 1;
+                colon[-1] = 0;
+            }
+        }
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (!colon || *end || port < 1 || port > 65535 ||
+            conf_parse_ip(ip, (unsigned)port, &c->alternate_servers[i]) < 0)
+            return conf_fail(x, e, "'%s' must be \"ip:port\" or \"[ipv6]:port\"",
+                             CONF_PATH(e, path));
+        c->n_alternate_servers = (size_t)i + 1;
+    }
+    return 0;
+}
+
 static int conf_load_user(const struct conf_ctx *x, const config_setting_t *e,
                           struct conf_user *u)
 {
@@ -477,7 +508,8 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
 {
     static const char *const keys[] = {"realm", "software", "workers", "listen", "alternate",
                                        "relay", "tls",      "auth",    "peers",  "limits",
-                                       "metrics", "log",    NULL};
+                                       "metrics", "log",    "alternate_servers",
+                                       "alternate_threshold", "alternate_domain", NULL};
     static const char *const tls_keys[] = {"cert", "key", NULL};
     static const char *const ep_keys[] = {"ip", "port", NULL};
     char path[CONF_STR];
@@ -504,7 +536,10 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
         c->has_alternate = true;
     }
 
-    if (conf_load_relay(x, c, root) < 0)
+    if (conf_load_relay(x, c, root) < 0 || conf_load_servers(x, c, root) < 0 ||
+        conf_take_uint(x, root, "alternate_threshold", 0, INT_MAX, &c->alternate_threshold) < 0 ||
+        conf_take_str(x, root, "alternate_domain", c->alternate_domain,
+                      sizeof(c->alternate_domain), false) < 0)
         return -1;
 
     if (conf_take_group(x, root, "tls", tls_keys, &g) < 0)

@@ -89,6 +89,13 @@ struct conf {
     unsigned nonce_lifetime;          /* seconds before a nonce is stale (438) */
     unsigned cache_ttl;               /* seconds Redis answers are cached per worker */
 
+    /* RFC 8489 section 10 load spreading: above alternate_threshold
+     * allocations on this node, Allocate gets 300 with the next of these. */
+    struct sockaddr_storage alternate_servers[CONF_MAX_RELAY_IPS];
+    size_t n_alternate_servers;
+    unsigned alternate_threshold; /* 0: never */
+    char alternate_domain[CONF_STR]; /* ALTERNATE-DOMAIN for TLS clients; "" none */
+
     bool has_metrics;
     struct sockaddr_storage metrics;
 

@@ -167,6 +167,14 @@ static void table_grow(struct alloc_table *t)
     t->n_buckets = n;
 }
 
+uint64_t alloc_next_sid(struct worker *w)
+{
+    /* node (19 bits) . worker . counter, within coturn's 18 decimal digits */
+    uint32_t n = ++w->allocs.next_sid;
+    return (uint64_t)w->srv->node_id * 1000000000000ull + (uint64_t)w->id * 1000000000ull +
+           n % 1000000000u;
+}
+
 struct alloc *alloc_table_find(struct worker *w, const void *conn, const struct sockaddr *client)
 {
     struct alloc_table *t = &w->allocs;
@@ -194,7 +202,8 @@ struct alloc *alloc_create(struct worker *w, const struct client_ops *ops, void 
         a->relay[i] = relays[i];
     a->n_relay = n_relay;
     a->id = ++t->next_id;
-    a->tokens = w->conf->max_bps;
+    a->sid = alloc_next_sid(w);
+    a->tokens = w->limits.max_bps;
     a->bucket_ms = mono_ms();
     a->expires = alloc_now(w) + lifetime;
     if (t->count >= t->n_buckets)
@@ -223,6 +232,7 @@ void alloc_destroy(struct alloc *a, const char *why)
     for (unsigned i = 0; i < a->n_relay; i++)
         alloc_relay_close(&a->relay[i]);
     quota_release(w->srv->quota, a->user, a->user_len);
+    shared_alloc_deleted(a);
     char c[NET_ADDRSTRLEN];
     log_info("allocation %u for %s (%.*s) deleted: %s; %llu bytes in, %llu bytes out", a->id,
              net_addr_format((struct sockaddr *)&a->client, c, sizeof c), (int)a->user_len, a->user,
@@ -344,7 +354,7 @@ static const struct chan *chan_by_peer(const struct alloc *a, const struct socka
  * one second of burst. */
 static bool bandwidth_take(struct alloc *a, size_t len)
 {
-    uint64_t rate = a->w->conf->max_bps;
+    uint64_t rate = a->w->limits.max_bps;
     if (!rate)
         return true;
     uint64_t now = mono_ms();

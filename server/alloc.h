@@ -79,6 +79,8 @@ struct alloc {
     unsigned n_relay;
     uint32_t expires; /* worker clock seconds */
     uint32_t id;
+    uint64_t sid;      /* node-unique id in published statistics */
+    bool quota_shared; /* counted in the Redis user quota set */
     uint8_t alg;      /* enum auth_alg of the key */
     uint8_t key[32];  /* long-term key, to sign answers */
     uint16_t user_len;
@@ -90,6 +92,7 @@ struct alloc {
     uint64_t tokens;
     uint64_t bucket_ms;
     uint64_t bytes_in, bytes_out, pkts_in, pkts_out;
+    uint64_t rep_bytes_in, rep_bytes_out, rep_pkts_in, rep_pkts_out; /* last published */
 };
 
 /* Per-worker allocation state. Owned by the worker. */
@@ -101,6 +104,7 @@ struct alloc_table {
     uint32_t wheel_pos; /* last second processed */
     struct event *tick;
     uint32_t next_id;
+    uint32_t next_sid;
     uint64_t rng;          /* xorshift state: relay ports, Data indication ids */
     struct alloc_rx *rx;   /* relay receive scratch, owned */
 };
@@ -136,6 +140,9 @@ int alloc_relay_open(struct worker *w, const struct sockaddr *ip, bool even, boo
 void alloc_relay_close(struct relay *r);
 /* Register a relay socket's read event (after alloc_create). */
 int alloc_relay_start(struct alloc *a);
+
+/* A fresh node-unique allocation id for published statistics. */
+uint64_t alloc_next_sid(struct worker *w);
 
 /* The worker clock, in (scaled) seconds. */
 uint32_t alloc_now(const struct worker *w);

@@ -22,10 +22,11 @@
 #include "server/log.h"
 #include "server/net.h"
 #include "server/server.h"
+#include "server/shared.h"
 #include "server/turn.h"
 
 #define CACHE_SLOTS 1024
-#define CACHE_USER 128
+#define CACHE_USER (AUTH_MAX_USERNAME + 1)
 #define PARK_MSG 2048
 
 struct cache_entry {
@@ -48,6 +49,9 @@ struct pending {
     bool answered;     /* timed out or its connection left */
     bool failed;       /* some reply was missing: Redis trouble */
     bool want_user, want_secrets;
+    bool quota;        /* a quota question, not a credentials one */
+    int quota_ok;      /* the script's answer: 1 granted, 0 full */
+    uint64_t sid;
     /* what Redis said */
     bool has_key, has_password;
     char key_hex[80];
@@ -333,7 +337,7 @@ enum creds_result creds_lookup(struct worker *w, const char *user, size_t len, e
     uint64_t expiry;
     bool rest = auth_rest_expiry(user, len, &expiry) == 0;
     struct pending *p = c->resume;
-    if (p && p->user_len == len && memcmp(p->user, user, len) == 0) {
+    if (p && !p->quota && p->user_len == len && memcmp(p->user, user, len) == 0) {
         /* Re-running a parked request: use exactly what Redis said. */
         if (p->failed)
             return CREDS_UNAVAILABLE;
@@ -377,16 +381,17 @@ static int ask(struct creds_worker *c, struct pending *p, redis_reply_fn fn, con
     return 0;
 }
 
-int creds_park(struct worker *w, const struct turn_client *tc, const struct sockaddr *client,
-               const uint8_t *msg, size_t len, const char *user, size_t user_len)
+static struct pending *pending_new(struct worker *w, const struct turn_client *tc,
+                                   const struct sockaddr *client, const uint8_t *msg, size_t len,
+                                   const char *user, size_t user_len)
 {
     struct creds_worker *c = w->creds;
     if (!c || !c->redis || c->n_parked >= CREDS_MAX_PENDING || len > PARK_MSG ||
         user_len > AUTH_MAX_USERNAME)
-        return -1;
+        return NULL;
     struct pending *p = calloc(1, sizeof *p);
     if (!p)
-        return -1;
+        return NULL;
     p->c = c;
     p->tc = *tc;
     memcpy(&p->client, client, net_addr_len(client));
@@ -402,6 +407,67 @@ int creds_park(struct worker *w, const struct turn_client *tc, const struct sock
         c->parked->prev = p;
     c->parked = p;
     c->n_parked++;
+    return p;
+}
+
+static void on_quota(struct redisReply *r, void *arg)
+{
+    struct pending *p = arg;
+    if (!r || r->type != REDIS_REPLY_INTEGER)
+        p->failed = true;
+    else
+        p->quota_ok = r->integer == 1;
+    if (--p->waiting == 0)
+        pending_done(p);
+}
+
+int creds_park_quota(struct worker *w, const struct turn_client *tc, const struct sockaddr *client,
+                     const uint8_t *msg, size_t len, const char *user, size_t user_len,
+                     uint64_t sid, uint32_t lifetime_s)
+{
+    struct creds_worker *c = w->creds;
+    struct pending *p = pending_new(w, tc, client, msg, len, user, user_len);
+    if (!p)
+        return -1;
+    p->quota = true;
+    p->sid = sid;
+    char key[AUTH_MAX_USERNAME + CONF_STR + 64], now[24], limit[16], score[24], member[24], ttl[16];
+    size_t klen = shared_quota_key(w, user, user_len, key, sizeof key);
+    time_t t = time(NULL);
+    snprintf(now, sizeof now, "%lld", (long long)t);
+    snprintf(limit, sizeof limit, "%u", w->limits.user_quota);
+    snprintf(score, sizeof score, "%lld", (long long)t + lifetime_s);
+    snprintf(member, sizeof member, "%018llu", (unsigned long long)sid);
+    snprintf(ttl, sizeof ttl, "%u", lifetime_s + 60);
+    const char *argv[] = { "EVAL", shared_quota_script, "1", key, now, limit, score, member, ttl };
+    size_t lens[9];
+    for (int i = 0; i < 9; i++)
+        lens[i] = strlen(argv[i]);
+    lens[3] = klen;
+    if (!klen || redis_conn_command(c->redis, on_quota, p, 9, argv, lens) < 0) {
+        pending_free(c, p);
+        return -1;
+    }
+    p->waiting = 1;
+    return 0;
+}
+
+int creds_quota_decision(const struct worker *w, uint64_t *sid)
+{
+    const struct pending *p = w->creds ? w->creds->resume : NULL;
+    if (!p || !p->quota)
+        return -1;
+    *sid = p->sid;
+    return p->failed ? 2 : p->quota_ok;
+}
+
+int creds_park(struct worker *w, const struct turn_client *tc, const struct sockaddr *client,
+               const uint8_t *msg, size_t len, const char *user, size_t user_len)
+{
+    struct creds_worker *c = w->creds;
+    struct pending *p = pending_new(w, tc, client, msg, len, user, user_len);
+    if (!p)
+        return -1;
 
     /* The key names hold the raw user name as one argument: no quoting,
      * no injection, whatever bytes it contains. */

@@ -52,6 +52,15 @@ enum creds_result creds_lookup(struct worker *w, const char *user, size_t len,
 int creds_park(struct worker *w, const struct turn_client *tc, const struct sockaddr *client,
                const uint8_t *msg, size_t len, const char *user, size_t user_len);
 
+/* Park an Allocate while the cross-node user quota is asked (shared.h):
+ * sid is the allocation id to add to the user's set. 0 or -1. */
+int creds_park_quota(struct worker *w, const struct turn_client *tc, const struct sockaddr *client,
+                     const uint8_t *msg, size_t len, const char *user, size_t user_len,
+                     uint64_t sid, uint32_t lifetime_s);
+/* While a parked Allocate is re-run: -1 no decision here, 0 over quota,
+ * 1 granted (*sid: the id that was added), 2 Redis failed: decide locally. */
+int creds_quota_decision(const struct worker *w, uint64_t *sid);
+
 /* A connection is going away: its parked requests get no answer. */
 void creds_forget_conn(struct worker *w, const void *conn);
 

@@ -181,8 +181,10 @@ int main(int argc, char **argv)
         log_error("cannot seed the DTLS cookie key");
         goto out;
     }
-    if (RAND_bytes(srv.nonce_key, sizeof srv.nonce_key) != 1)
+    if (RAND_bytes(srv.nonce_key, sizeof srv.nonce_key) != 1 ||
+        RAND_bytes((uint8_t *)&srv.node_id, sizeof srv.node_id) != 1)
         goto out;
+    srv.node_id &= 0x7FFFF; /* allocation ids stay within coturn's 18 digits */
     if (auth_store_init(&srv.auth, &conf) < 0) {
         log_error("cannot build the user store");
         goto out;
@@ -196,7 +198,7 @@ int main(int argc, char **argv)
         }
         srv.has_redis = true;
     }
-    srv.quota = quota_new(conf.user_quota, conf.total_quota);
+    srv.quota = quota_new();
     srv.resv = reserve_new();
     if (!srv.quota || !srv.resv)
         goto out;

@@ -23,7 +23,7 @@ struct quota_user {
 /* Owns its users; created once by main, shared by workers. */
 struct quota {
     pthread_mutex_t lock;
-    unsigned user_quota, total_quota, total;
+    unsigned total;
     struct quota_user *buckets[QUOTA_BUCKETS];
 };
 
@@ -35,14 +35,12 @@ static size_t name_hash(const char *s, size_t len)
     return h % QUOTA_BUCKETS;
 }
 
-struct quota *quota_new(unsigned user_quota, unsigned total_quota)
+struct quota *quota_new(void)
 {
     struct quota *q = calloc(1, sizeof *q);
     if (!q)
         return NULL;
     pthread_mutex_init(&q->lock, NULL);
-    q->user_quota = user_quota;
-    q->total_quota = total_quota;
     return q;
 }
 
@@ -68,11 +66,12 @@ static struct quota_user **find(struct quota *q, const char *user, size_t len)
     return pp;
 }
 
-int quota_acquire(struct quota *q, const char *user, size_t len)
+int quota_acquire(struct quota *q, const char *user, size_t len, unsigned user_quota,
+                  unsigned total_quota)
 {
     int rc = -1;
     pthread_mutex_lock(&q->lock);
-    if (q->total_quota && q->total >= q->total_quota)
+    if (total_quota && q->total >= total_quota)
         goto out;
     struct quota_user **pp = find(q, user, len);
     if (!*pp) {
@@ -82,7 +81,7 @@ int quota_acquire(struct quota *q, const char *user, size_t len)
         memcpy((*pp)->name, user, len);
         (*pp)->len = len;
     }
-    if (q->user_quota && (*pp)->count >= q->user_quota)
+    if (user_quota && (*pp)->count >= user_quota)
         goto out;
     (*pp)->count++;
     q->total++;

@@ -10,10 +10,12 @@
 
 struct quota;
 
-struct quota *quota_new(unsigned user_quota, unsigned total_quota);
+struct quota *quota_new(void);
 void quota_free(struct quota *q);
-/* 0 taken, -1 over quota (486). */
-int quota_acquire(struct quota *q, const char *user, size_t len);
+/* 0 taken, -1 over quota (486). Limits of 0 mean unlimited; they are passed
+ * in because Redis may change them at run time (per-realm limits). */
+int quota_acquire(struct quota *q, const char *user, size_t len, unsigned user_quota,
+                  unsigned total_quota);
 void quota_release(struct quota *q, const char *user, size_t len);
 /* Live allocations in this process. */
 unsigned quota_total(struct quota *q);

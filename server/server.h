@@ -19,6 +19,7 @@
 #include "conf/conf.h"
 #include "server/alloc.h"
 #include "server/policy.h"
+#include "server/shared.h"
 #include "server/stats.h"
 
 struct event_base;
@@ -59,6 +60,9 @@ struct worker {
     struct turn_worker *turn;   /* transaction cache, rate limits; owned */
     struct worker_stats stats;  /* written by this worker only (stats.h) */
     struct creds_worker *creds; /* Redis connection and credential cache; owned */
+    struct shared_limits limits; /* effective limits (conf, or Redis per realm) */
+    struct event *limits_timer;  /* polls Redis for them; owned */
+    unsigned alternate_next;     /* round robin over alternate_servers */
 };
 
 /*
@@ -80,6 +84,7 @@ struct server {
     struct quota *quota;       /* allocation quotas (mutex inside) */
     struct reserve *resv;      /* EVEN-PORT reservations (mutex inside) */
     bool has_redis;            /* auth.redis set and parsed */
+    uint32_t node_id;          /* random: makes allocation ids unique across nodes */
     struct redis_url redis_url;
 };
 

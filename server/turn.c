@@ -24,6 +24,7 @@
 #include "server/quota.h"
 #include "server/reserve.h"
 #include "server/server.h"
+#include "server/shared.h"
 
 #define TXCACHE_MS 40000 /* RFC 8489 section 6.2.1: Rc * RTO, about 40 s */
 #define RATE_BURST_FACTOR 2
@@ -323,6 +324,27 @@ static uint32_t lifetime_of(const struct turn_client *tc, const struct stun_msg 
     return want > max ? max : want;
 }
 
+/* 300 Try Alternate: the next of alternate_servers, round robin. */
+static size_t reply_alternate(const struct turn_client *tc, const struct stun_msg *m,
+                              const struct turn_auth *au, uint8_t *out, size_t cap)
+{
+    struct worker *w = tc->w;
+    const struct conf *c = w->conf;
+    const struct sockaddr *alt =
+        (const struct sockaddr *)&c->alternate_servers[w->alternate_next++ % c->n_alternate_servers];
+    stats_request(&w->stats, m->method, 300);
+    struct stun_enc e;
+    enc_start(&e, m, STUN_CLASS_ERROR, out, cap);
+    if (stun_enc_add_error(&e, 300, NULL) < 0 || stun_enc_add_addr(&e, STUN_ATTR_ALTERNATE_SERVER, alt) < 0)
+        return 0;
+    if (c->alternate_domain[0])
+        stun_enc_add(&e, STUN_ATTR_ALTERNATE_DOMAIN, c->alternate_domain, strlen(c->alternate_domain));
+    char a[NET_ADDRSTRLEN];
+    log_info("allocate for %.*s: %u allocations here, sent to %s", (int)au->user_len, au->user,
+             quota_total(w->srv->quota), net_addr_format(alt, a, sizeof a));
+    return enc_finish(tc, &e, m, au);
+}
+
 static size_t do_allocate(const struct turn_client *tc, const struct stun_msg *m,
                           const struct sockaddr *client, const struct turn_auth *au, uint8_t *out,
                           size_t cap)
@@ -350,8 +372,36 @@ static size_t do_allocate(const struct turn_client *tc, const struct stun_msg *m
         return reply_error(tc, m, 400, au, out, cap);
     bool even = ep != NULL, reserve = ep && (m->buf[ep->off] & 0x80);
 
-    if (quota_acquire(w->srv->quota, au->user, au->user_len) < 0)
+    /* Overloaded: send the client elsewhere (RFC 8489 section 10), signed
+     * like any answer to an authenticated request. */
+    const struct conf *cf = w->conf;
+    if (cf->n_alternate_servers && cf->alternate_threshold &&
+        quota_total(w->srv->quota) >= cf->alternate_threshold)
+        return reply_alternate(tc, m, au, out, cap);
+
+    /* The user quota across nodes (shared.h), asked of Redis first; without
+     * Redis only this process's count applies. */
+    uint64_t sid = 0;
+    bool shared = false;
+    if (w->limits.user_quota && creds_redis_up(w)) {
+        int d = creds_quota_decision(w, &sid);
+        if (d == 0)
+            return reply_error(tc, m, 486, au, out, cap);
+        if (d < 0) {
+            sid = alloc_next_sid(w);
+            uint32_t real = lifetime_of(tc, m, true) / cf->time_scale + 1;
+            if (creds_park_quota(w, tc, client, m->buf, m->len, au->user, au->user_len, sid,
+                                 real) == 0)
+                return 0; /* answered when Redis is */
+        }
+        shared = d == 1;
+    }
+    if (quota_acquire(w->srv->quota, au->user, au->user_len, w->limits.user_quota,
+                      w->limits.total_quota) < 0) {
+        if (shared)
+            shared_quota_drop(w, au->user, au->user_len, sid);
         return reply_error(tc, m, 486, au, out, cap);
+    }
 
     struct relay relays[2];
     unsigned n_relay = 0;
@@ -407,6 +457,8 @@ static size_t do_allocate(const struct turn_client *tc, const struct stun_msg *m
         if (next_fd >= 0)
             close(next_fd);
         quota_release(w->srv->quota, au->user, au->user_len);
+        if (shared)
+            shared_quota_drop(w, au->user, au->user_len, sid);
         if (!code)
             code = 508;
         char c[NET_ADDRSTRLEN];
@@ -416,6 +468,10 @@ static size_t do_allocate(const struct turn_client *tc, const struct stun_msg *m
     }
     memcpy(a->user, au->user, au->user_len);
     a->user_len = (uint16_t)au->user_len;
+    if (shared) {
+        a->sid = sid;
+        a->quota_shared = true;
+    }
     memcpy(a->key, au->key, au->key_len);
     a->alg = (uint8_t)au->alg;
     if (alloc_relay_start(a) < 0) {
@@ -442,6 +498,7 @@ static size_t do_allocate(const struct turn_client *tc, const struct stun_msg *m
 
     stats_request(&w->stats, m->method, 0);
     stats_add(&w->stats.allocations_created, 1);
+    shared_alloc_status(a, "new", lifetime);
     struct stun_enc e;
     enc_start(&e, m, STUN_CLASS_SUCCESS, out, cap);
     for (unsigned i = 0; i < a->n_relay; i++)
@@ -484,6 +541,7 @@ static size_t do_refresh(const struct turn_client *tc, struct alloc *a, const st
         alloc_destroy(a, "refresh with lifetime 0");
     } else {
         alloc_set_lifetime(a, lifetime);
+        shared_alloc_status(a, "refreshed", lifetime);
     }
     stats_request(&tc->w->stats, m->method, 0);
     struct stun_enc e;

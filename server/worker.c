@@ -48,7 +48,8 @@ int worker_init(struct worker *w, struct server *srv, int id)
     w->base = event_base_new();
     w->io = udp_io_new();
     w->turn = calloc(1, sizeof *w->turn);
-    if (!w->base || !w->io || !w->turn || alloc_table_init(w) < 0 || !(w->creds = creds_new(w))) {
+    if (!w->base || !w->io || !w->turn || alloc_table_init(w) < 0 || !(w->creds = creds_new(w)) ||
+        shared_start(w) < 0) {
         log_error("worker %d: out of memory", id);
         return -1;
     }
@@ -109,6 +110,7 @@ void worker_join_free(struct worker *w)
     if (w->thread)
         pthread_join(w->thread, NULL);
     alloc_table_free(w);
+    shared_stop(w);
     creds_free(w->creds);
     free(w->turn);
     udp_close_all(w);
