@@ -10,6 +10,7 @@
 #include <net/if.h>
 #include <openssl/rand.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,12 @@ int main(int argc, char **argv)
     if (worker_probe_addrs(&conf, err, sizeof err) < 0) {
         log_error("%s", err);
         goto out;
+    }
+    /* One descriptor per allocation: take all the kernel allows us. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
     }
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);

@@ -63,6 +63,7 @@ struct worker {
     struct shared_limits limits; /* effective limits (conf, or Redis per realm) */
     struct event *limits_timer;  /* polls Redis for them; owned */
     unsigned alternate_next;     /* round robin over alternate_servers */
+    unsigned relay_next;         /* round robin over relay.ip */
 };
 
 /*

@@ -293,22 +293,41 @@ static int peers_check(const struct turn_client *tc, const struct alloc *a,
     return *n ? 0 : 400;
 }
 
-/* The relay IP for a family: configured relay.ip, else the address the
- * client reached us on. NULL: none (440). */
-static const struct sockaddr *relay_ip_for(const struct turn_client *tc, int family,
-                                           const struct sockaddr_storage **ext)
+/* Open a relay socket of a family: on the configured relay.ip addresses of
+ * that family, round robin from allocation to allocation and on to the next
+ * when one address has no free port left; without relay.ip, on the address
+ * the client reached us on. 0, or -440 (no address of that family) or -508
+ * (every port taken). The reported address is the paired external_ip. */
+static int relay_open_family(const struct turn_client *tc, int family, bool even, bool reserve,
+                             struct relay *out, int *next_fd)
 {
-    const struct conf *c = tc->w->conf;
-    *ext = NULL;
+    struct worker *w = tc->w;
+    const struct conf *c = w->conf;
+    size_t idx[CONF_MAX_RELAY_IPS], n = 0;
     for (size_t i = 0; i < c->n_relay_ip; i++)
-        if (c->relay_ip[i].ss_family == family) {
-            if (i < c->n_external_ip)
-                *ext = &c->external_ip[i];
-            return (const struct sockaddr *)&c->relay_ip[i];
+        if (c->relay_ip[i].ss_family == family)
+            idx[n++] = i;
+    if (c->n_relay_ip == 0) {
+        if (tc->local->sa_family != family || net_addr_is_any(tc->local))
+            return -440;
+        return alloc_relay_open(w, tc->local, even, reserve, out, next_fd) < 0 ? -508 : 0;
+    }
+    if (n == 0)
+        return -440;
+    unsigned start = w->relay_next++;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = idx[(start + k) % n];
+        if (alloc_relay_open(w, (const struct sockaddr *)&c->relay_ip[i], even, reserve, out,
+                             next_fd) < 0)
+            continue;
+        if (i < c->n_external_ip) {
+            out->reported = c->external_ip[i];
+            net_addr_set_port((struct sockaddr *)&out->reported,
+                              net_addr_port((struct sockaddr *)&out->addr));
         }
-    if (c->n_relay_ip == 0 && tc->local->sa_family == family && !net_addr_is_any(tc->local))
-        return tc->local;
-    return NULL;
+        return 0;
+    }
+    return -508;
 }
 
 static uint32_t lifetime_of(const struct turn_client *tc, const struct stun_msg *m, bool allocate)
@@ -419,31 +438,16 @@ static size_t do_allocate(const struct turn_client *tc, const struct stun_msg *m
             n_relay = 1;
         }
     } else {
-        const struct sockaddr_storage *ext;
-        const struct sockaddr *ip = relay_ip_for(tc, fam, &ext);
-        if (!ip) {
-            code = 440;
-        } else if (alloc_relay_open(w, ip, even, reserve, &relays[0], &next_fd) < 0) {
-            code = 508;
+        int rc = relay_open_family(tc, fam, even, reserve, &relays[0], &next_fd);
+        if (rc < 0) {
+            code = -rc;
         } else {
-            if (ext) {
-                relays[0].reported = *ext;
-                net_addr_set_port((struct sockaddr *)&relays[0].reported,
-                                  net_addr_port((struct sockaddr *)&relays[0].addr));
-            }
             n_relay = 1;
             if (aaf) {
-                const struct sockaddr *ip6 = relay_ip_for(tc, AF_INET6, &ext);
-                if (!ip6 || alloc_relay_open(w, ip6, false, false, &relays[1], &next_fd) < 0) {
+                if (relay_open_family(tc, AF_INET6, false, false, &relays[1], &next_fd) < 0)
                     v6_failed = true;
-                } else {
-                    if (ext) {
-                        relays[1].reported = *ext;
-                        net_addr_set_port((struct sockaddr *)&relays[1].reported,
-                                          net_addr_port((struct sockaddr *)&relays[1].addr));
-                    }
+                else
                     n_relay = 2;
-                }
             }
         }
     }

@@ -306,6 +306,26 @@ class Limits(unittest.TestCase):
             self.assertEqual(a1.refresh(0)["cls"], 2)
             self.assertEqual(a2.allocate()["cls"], 2)
 
+    def test_several_relay_ips_then_508_when_full(self):
+        port = free_port(hosts=("127.0.0.1", "127.0.0.2"))
+        lo = free_port(kinds=(socket.SOCK_DGRAM,), hosts=("127.0.0.1", "127.0.0.2"))
+        relay = 'relay = { ip = [ "127.0.0.1", "127.0.0.2" ]; min_port = %d; max_port = %d; };' % (lo, lo + 1)
+        with Ternd(turn_conf(port, relay=relay)):
+            clients, seen = [], set()
+            for _ in range(4):  # two ports on each of two addresses
+                t = Turn("127.0.0.1", port)
+                self.addCleanup(t.close)
+                clients.append(t)
+                self.assertEqual(t.allocate()["cls"], 2)
+                seen.add(t.relayed[0])
+            self.assertEqual({h for h, _ in seen}, {"127.0.0.1", "127.0.0.2"})
+            self.assertEqual(len(seen), 4)
+            t = Turn("127.0.0.1", port)
+            self.addCleanup(t.close)
+            self.assertEqual(error(t.allocate()), 508)
+            self.assertEqual(clients[0].refresh(0)["cls"], 2)
+            self.assertEqual(t.allocate()["cls"], 2)  # a freed port is found again
+
     def test_bandwidth_limit(self):
         port = free_port()
         with Ternd(turn_conf(port, limits="max_bps = 20000;")):
