@@ -187,12 +187,15 @@ struct alloc *alloc_table_find(struct worker *w, const void *conn, const struct 
 
 struct alloc *alloc_create(struct worker *w, const struct client_ops *ops, void *conn,
                            const struct sockaddr *client, const struct sockaddr *local,
-                           const struct relay *relays, unsigned n_relay, uint32_t lifetime)
+                           const struct relay *relays, unsigned n_relay, uint32_t lifetime,
+                           const char *user, size_t user_len)
 {
     struct alloc_table *t = &w->allocs;
-    struct alloc *a = calloc(1, sizeof *a);
+    struct alloc *a = calloc(1, sizeof *a + user_len);
     if (!a)
         return NULL;
+    memcpy(a->user, user, user_len);
+    a->user_len = (uint16_t)user_len;
     a->w = w;
     a->ops = ops;
     a->conn = conn;
@@ -239,6 +242,8 @@ void alloc_destroy(struct alloc *a, const char *why)
              why, (unsigned long long)a->bytes_in, (unsigned long long)a->bytes_out);
     if (a->ops->gone)
         a->ops->gone(a->conn);
+    free(a->perms);
+    free(a->chans);
     free(a);
 }
 
@@ -270,6 +275,14 @@ int alloc_perm_add(struct alloc *a, const struct sockaddr *peer)
     if (!free_slot) {
         if (a->n_perms >= ALLOC_MAX_PERMS)
             return 508;
+        if (a->n_perms == a->cap_perms) {
+            uint16_t cap = a->cap_perms ? a->cap_perms * 2 : 2;
+            struct perm *p = realloc(a->perms, cap * sizeof *p);
+            if (!p)
+                return 508;
+            a->perms = p;
+            a->cap_perms = cap;
+        }
         free_slot = &a->perms[a->n_perms++];
     }
     free_slot->ip = ip;
@@ -317,6 +330,14 @@ int alloc_chan_bind(struct alloc *a, uint16_t number, const struct sockaddr *pee
         if (!free_slot) {
             if (a->n_chans >= ALLOC_MAX_CHANNELS)
                 return 508;
+            if (a->n_chans == a->cap_chans) {
+                uint16_t cap = a->cap_chans ? a->cap_chans * 2 : 1;
+                struct chan *ch = realloc(a->chans, cap * sizeof *ch);
+                if (!ch)
+                    return 508;
+                a->chans = ch;
+                a->cap_chans = cap;
+            }
             free_slot = &a->chans[a->n_chans++];
         }
         slot = free_slot;

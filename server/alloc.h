@@ -83,16 +83,19 @@ struct alloc {
     bool quota_shared; /* counted in the Redis user quota set */
     uint8_t alg;      /* enum auth_alg of the key */
     uint8_t key[32];  /* long-term key, to sign answers */
-    uint16_t user_len;
-    char user[AUTH_MAX_USERNAME + 1];
-    uint16_t n_perms, n_chans;
-    struct perm perms[ALLOC_MAX_PERMS];
-    struct chan chans[ALLOC_MAX_CHANNELS];
+    /* Permissions and channels grow in small steps up to their maxima: a
+     * typical WebRTC allocation has one or two of each, so an idle
+     * allocation stays small (owned; freed with the allocation). */
+    uint16_t n_perms, cap_perms, n_chans, cap_chans;
+    struct perm *perms;
+    struct chan *chans;
     /* bandwidth token bucket (bytes), limits.max_bps */
     uint64_t tokens;
     uint64_t bucket_ms;
     uint64_t bytes_in, bytes_out, pkts_in, pkts_out;
     uint64_t rep_bytes_in, rep_bytes_out, rep_pkts_in, rep_pkts_out; /* last published */
+    uint16_t user_len;
+    char user[]; /* user_len bytes, allocated with the struct */
 };
 
 /* Per-worker allocation state. Owned by the worker. */
@@ -119,7 +122,8 @@ struct alloc *alloc_table_find(struct worker *w, const void *conn, const struct 
  * Returns NULL on out-of-memory (the caller closes its sockets). */
 struct alloc *alloc_create(struct worker *w, const struct client_ops *ops, void *conn,
                            const struct sockaddr *client, const struct sockaddr *local,
-                           const struct relay *relays, unsigned n_relay, uint32_t lifetime);
+                           const struct relay *relays, unsigned n_relay, uint32_t lifetime,
+                           const char *user, size_t user_len);
 void alloc_destroy(struct alloc *a, const char *why);
 void alloc_set_lifetime(struct alloc *a, uint32_t lifetime);
 

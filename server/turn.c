@@ -454,7 +454,7 @@ static size_t do_allocate(const struct turn_client *tc, const struct stun_msg *m
     uint32_t lifetime = lifetime_of(tc, m, true);
     struct alloc *a = code ? NULL
                            : alloc_create(w, tc->ops, tc->conn, client, tc->local, relays, n_relay,
-                                          lifetime);
+                                          lifetime, au->user, au->user_len);
     if (!a) {
         for (unsigned i = 0; i < n_relay; i++)
             alloc_relay_close(&relays[i]);
@@ -470,8 +470,6 @@ static size_t do_allocate(const struct turn_client *tc, const struct stun_msg *m
                  (int)au->user_len, au->user, code);
         return reply_error(tc, m, code, au, out, cap);
     }
-    memcpy(a->user, au->user, au->user_len);
-    a->user_len = (uint16_t)au->user_len;
     if (shared) {
         a->sid = sid;
         a->quota_shared = true;

@@ -306,6 +306,21 @@ class Limits(unittest.TestCase):
             self.assertEqual(a1.refresh(0)["cls"], 2)
             self.assertEqual(a2.allocate()["cls"], 2)
 
+    def test_permissions_and_channels_bounded_508(self):
+        port = free_port()
+        with Ternd(turn_conf(port)):
+            t = Turn("127.0.0.1", port)
+            self.addCleanup(t.close)
+            t.allocate()
+            peers = [("8.8.%d.%d" % (i // 200, i % 200 + 1), 9) for i in range(65)]
+            self.assertEqual(t.permission(*peers[:32])["cls"], 2)
+            self.assertEqual(t.permission(*peers[32:64])["cls"], 2)
+            self.assertEqual(error(t.permission(peers[64])), 508)
+            self.assertEqual(t.permission(peers[0])["cls"], 2)  # a refresh is not a new one
+            for i in range(64):
+                self.assertEqual(t.channel_bind(0x4000 + i, peers[i])["cls"], 2)
+            self.assertEqual(error(t.channel_bind(0x4100, ("8.8.8.8", 10))), 508)
+
     def test_several_relay_ips_then_508_when_full(self):
         port = free_port(hosts=("127.0.0.1", "127.0.0.2"))
         lo = free_port(kinds=(socket.SOCK_DGRAM,), hosts=("127.0.0.1", "127.0.0.2"))
