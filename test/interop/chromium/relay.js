@@ -17,15 +17,17 @@
 // Prints one line "RESULT {json}" and exits 0 when the outcome is the expected
 // one, 1 when it is not, 2 on a harness error (no browser, timeout...).
 //
-// Loopback: the TURN server and the relayed addresses are all on 127.0.0.1.
-// Chromium 156 (Debian 12) reaches a TURN server on 127.0.0.1 and uses its
-// 127.0.0.1 relay candidates without any extra switch: relay candidates are
-// not filtered like loopback host candidates are, and the peer connections
-// only ever talk to the TURN server, never to a loopback host candidate.  The
-// socket towards the TURN server is bound on one of the machine's enumerated
-// networks; --allow-loopback-in-peer-connection makes the loopback interface
-// one of them, so the test still runs on a machine whose only up interface is
-// lo (as in a fresh network namespace).  No mDNS / no STUN servers are used.
+// Loopback (found with Chromium 156 on Debian 12, coturn as the server):
+// a TURN URL on 127.0.0.1 works, and so do its 127.0.0.1 relay candidates,
+// with no extra switch: relay candidates are not filtered like loopback host
+// candidates, and with iceTransportPolicy "relay" the peers only ever talk to
+// the TURN server.  Chromium binds its socket towards the TURN server on one
+// of the machine's enumerated networks, so it needs one non-loopback
+// interface up (eth0 here).  In a network namespace with only lo up, gathering
+// never completes without --allow-loopback-in-peer-connection, and with it
+// one side got its relay candidate but gathering still did not complete in
+// 20 s: do not run this in a lo-only namespace.  The switch is kept (harmless
+// with eth0 up).  No STUN servers, no mDNS are involved.
 'use strict';
 
 const fs = require('fs');
@@ -34,7 +36,10 @@ const path = require('path');
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
+let profile = null;  // the temporary --user-data-dir, removed before exiting
+
 function result(obj, code) {
+  if (profile) fs.rmSync(profile, { recursive: true, force: true });
   process.stdout.write('RESULT ' + JSON.stringify(obj) + '\n');
   process.exit(code);
 }
@@ -55,7 +60,7 @@ async function main() {
     result({ error: 'playwright-core not installed (npm ci in test/interop/chromium): ' + e.message }, 2);
   }
 
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-chromium-'));
+  profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-chromium-'));
   let context;
   try {
     // launchPersistentContext gives --user-data-dir=profile; the other flags
@@ -86,10 +91,8 @@ async function main() {
     context = null;
     result(out, good ? 0 : 1);
   } catch (e) {
-    result({ error: String(e && e.stack || e) }, 2);
-  } finally {
     if (context) await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
+    result({ error: String(e && e.stack || e) }, 2);
   }
 }
 
@@ -146,6 +149,13 @@ async function inPage({ url, username, credential, expect, messages }) {
     const open = (ch) => ch.readyState === 'open' ? Promise.resolve()
       : new Promise((res) => ch.addEventListener('open', () => res(), { once: true }));
     await Promise.race([Promise.all([open(chA), open(chB)]), timeout(15000, 'datachannel open')]);
+    // A channel can be open at one end a moment before that end's
+    // connectionState turns "connected": wait for the event, do not sample.
+    const connected = (pc) => pc.connectionState === 'connected' ? Promise.resolve()
+      : new Promise((res) => pc.addEventListener('connectionstatechange', () => {
+        if (pc.connectionState === 'connected') res();
+      }));
+    await Promise.race([Promise.all([connected(a), connected(b)]), timeout(10000, 'connectionState connected')]);
     out.connected = a.connectionState === 'connected' && b.connectionState === 'connected';
 
     const payload = (dir, i) => dir + ':' + i + ':' + 'x'.repeat(i * 7 % 300);
