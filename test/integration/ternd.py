@@ -3,8 +3,10 @@
 Every server a test starts listens on loopback only, on ports chosen free at
 start, and is stopped by its own PID when the test ends.
 """
+import atexit
 import os
 import random
+import shutil
 import signal
 import socket
 import struct
@@ -18,6 +20,15 @@ BUILD = os.environ.get("B", "build")
 TERND = os.path.join(ROOT, BUILD, "ternd")
 TERNC = os.path.join(ROOT, BUILD, "ternc")
 MAGIC = 0x2112A442
+
+_dirs = []  # every temporary directory a test made; removed when the run ends
+atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in _dirs])
+
+
+def temp_dir(prefix="tern-test-"):
+    d = tempfile.mkdtemp(prefix=prefix)
+    _dirs.append(d)
+    return d
 
 
 def free_port(kinds=(socket.SOCK_DGRAM, socket.SOCK_STREAM), hosts=("127.0.0.1",)):
@@ -44,7 +55,7 @@ class Ternd:
     """A ternd process on a config text; use as a context manager."""
 
     def __init__(self, conf_text, expect_ready=True):
-        self.dir = tempfile.mkdtemp(prefix="ternd-test-")
+        self.dir = temp_dir("ternd-test-")
         self.conf = os.path.join(self.dir, "ternd.conf")
         with open(self.conf, "w") as f:
             f.write(conf_text)

@@ -6,7 +6,7 @@ import subprocess
 import time
 import unittest
 
-from ternd import (Ternd, conf, free_port, request, parse, xaddr, addr, attr, error_code,
+from ternd import (Ternd, conf, free_port, request, parse, xaddr, addr, attr, error_code, temp_dir,
                    udp_exchange, recv_frame, wait_closed, TERNC, tls_files)
 
 XOR_MAPPED, MAPPED, SOFTWARE, FINGERPRINT = 0x0020, 0x0001, 0x8022, 0x8028
@@ -267,7 +267,7 @@ class TlsDtls(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         import tempfile
-        cls.dir = tempfile.mkdtemp()
+        cls.dir = temp_dir()
         cls.cert, cls.key = tls_files(cls.dir)
         cls.port = free_port()
         listen = ('{ proto = "tls"; ip = "127.0.0.1"; port = %d; }, { proto = "dtls"; ip = "127.0.0.1"; port = %d; }'

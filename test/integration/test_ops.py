@@ -8,7 +8,7 @@ import tempfile
 import time
 import unittest
 
-from ternd import Ternd, conf, free_port, request, parse, udp_exchange, TERND, ROOT, tls_files
+from ternd import Ternd, conf, free_port, request, parse, udp_exchange, TERND, ROOT, tls_files, temp_dir
 
 
 def read(path):
@@ -17,7 +17,7 @@ def read(path):
 
 
 def run_ternd(text, *args):
-    d = tempfile.mkdtemp()
+    d = temp_dir()
     path = os.path.join(d, "bad.conf")
     with open(path, "w") as f:
         f.write(text)
@@ -110,7 +110,7 @@ class Signals(unittest.TestCase):
         self.assertEqual(srv.stop(signal.SIGINT), 0)
 
     def test_sighup_reopens_log_and_reloads_certificates(self):
-        d = tempfile.mkdtemp()
+        d = temp_dir()
         cert, key = tls_files(d)
         log = os.path.join(d, "ternd.log")
         port = free_port()
@@ -119,7 +119,7 @@ class Signals(unittest.TestCase):
                     % (port, port)).replace('log = { level = "debug"; };', 'log = { level = "info"; file = "%s"; };' % log)
         with Ternd(text) as srv:
             os.rename(log, log + ".1")  # what logrotate does
-            cert2, key2 = tls_files(tempfile.mkdtemp())
+            cert2, key2 = tls_files(temp_dir())
             os.replace(cert2, cert)
             os.replace(key2, key)
             srv.proc.send_signal(signal.SIGHUP)

@@ -8,7 +8,7 @@ import tempfile
 import time
 import unittest
 
-from ternd import Ternd, conf, free_port, attr, error_code, parse, tls_files
+from ternd import Ternd, conf, free_port, attr, error_code, parse, tls_files, temp_dir
 from turnclient import (Turn, build, check_integrity, rest_credentials, xor_addr, long_term_key,
                         ALLOCATE, REFRESH, CREATE_PERMISSION, CHANNEL_BIND,
                         A_ERROR, A_NONCE, A_REALM, A_RELAYED, A_XMAPPED, A_LIFETIME, A_TOKEN,
@@ -433,7 +433,7 @@ class ExternalAndTls(unittest.TestCase):
             self.assertTrue(42000 <= t.relayed[0][1] <= 42199)
 
     def test_tls_transport(self):
-        d = tempfile.mkdtemp()
+        d = temp_dir()
         cert, key = tls_files(d)
         port = free_port()
         listen = '{ proto = "tls"; ip = "127.0.0.1"; port = %d; }' % port
