@@ -5,6 +5,12 @@
  * if it still fits within BINDING_MAX_GROWTH of the request, then FINGERPRINT
  * (which is always budgeted), so the amplification factor of an unauthenticated
  * exchange stays a small constant whatever the configuration says.
+ *
+ * Counting (env->stats, when set): every answer this service builds is one
+ * request by method and code, and every datagram it drops because it is not
+ * STUN or fails its FINGERPRINT is one malformed drop. Indications, stray
+ * responses and what turn_fn answers are not counted here (turn_fn's service
+ * counts its own), so nothing is counted twice. A few relaxed increments.
  */
 #include "server/binding.h"
 
@@ -12,6 +18,7 @@
 
 #include "proto/stun.h"
 #include "server/net.h"
+#include "server/stats.h"
 
 /* The header is believable enough to answer: a request whose transaction ID
  * we can echo, even if its attributes are broken (RFC 8489 section 6.3.1:
@@ -82,6 +89,32 @@ static unsigned route_from(unsigned self, uint32_t flags)
     return from;
 }
 
+/* One answer built: count it under the request's method and code. */
+static size_t binding_count_answer(const struct binding_env *env, unsigned method, int code,
+                                   size_t len)
+{
+    if (env->stats && len)
+        stats_request(env->stats, method, code);
+    return len;
+}
+
+/* An error answer, counted. */
+static size_t binding_answer_error(const struct binding_env *env, const uint8_t *req,
+                                   size_t req_len, int code, const uint16_t *unknown,
+                                   size_t n_unknown, bool fingerprint, uint8_t *out, size_t cap)
+{
+    size_t len = binding_error(env, req, req_len, code, unknown, n_unknown, fingerprint, out, cap);
+    return binding_count_answer(env, header_method(req), code, len);
+}
+
+/* Dropped: not STUN, or a FINGERPRINT that does not match. */
+static size_t binding_count_malformed(const struct binding_env *env)
+{
+    if (env->stats)
+        stats_add(&env->stats->drops[STATS_DROP_MALFORMED], 1);
+    return 0;
+}
+
 size_t binding_handle(const struct binding_env *env, const uint8_t *req, size_t req_len,
                       const struct sockaddr *client, uint8_t *out, size_t cap,
                       struct binding_route *route)
@@ -92,26 +125,26 @@ size_t binding_handle(const struct binding_env *env, const uint8_t *req, size_t 
 
     if (stun_msg_decode(&m, req, req_len) < 0) {
         if (!header_is_request(req, req_len))
-            return 0;
-        return binding_error(env, req, req_len, 400, NULL, 0, false, out, cap);
+            return binding_count_malformed(env);
+        return binding_answer_error(env, req, req_len, 400, NULL, 0, false, out, cap);
     }
     bool fingerprint = m.fingerprint >= 0;
     if (fingerprint && !stun_msg_check_fingerprint(&m))
-        return 0;
+        return binding_count_malformed(env);
     if (m.method != STUN_BINDING && env->turn_fn)
         return env->turn_fn(env->turn, &m, client, out, cap);
     if (m.cls != STUN_CLASS_REQUEST)
         return 0; /* indications and stray responses are dropped */
     if (m.method != STUN_BINDING)
-        return binding_error(env, req, req_len, 400, NULL, 0, fingerprint, out, cap);
+        return binding_answer_error(env, req, req_len, 400, NULL, 0, fingerprint, out, cap);
     if (m.n_unknown)
-        return binding_error(env, req, req_len, 420, m.unknown, m.n_unknown, fingerprint, out,
-                             cap);
+        return binding_answer_error(env, req, req_len, 420, m.unknown, m.n_unknown, fingerprint,
+                                    out, cap);
 
     uint32_t flags = 0;
     const struct stun_attr *a = stun_attr_find(&m, STUN_ATTR_CHANGE_REQUEST);
     if (a && stun_attr_get_u32(&m, a, &flags) < 0)
-        return binding_error(env, req, req_len, 400, NULL, 0, fingerprint, out, cap);
+        return binding_answer_error(env, req, req_len, 400, NULL, 0, fingerprint, out, cap);
     flags &= STUN_CHANGE_IP | STUN_CHANGE_PORT;
     const struct stun_attr *rp = stun_attr_find(&m, STUN_ATTR_RESPONSE_PORT);
     if ((flags || rp) && !env->rfc5780) {
@@ -123,16 +156,16 @@ size_t binding_handle(const struct binding_env *env, const uint8_t *req, size_t 
             unk[n++] = STUN_ATTR_CHANGE_REQUEST;
         if (rp)
             unk[n++] = STUN_ATTR_RESPONSE_PORT;
-        return binding_error(env, req, req_len, 420, unk, n, fingerprint, out, cap);
+        return binding_answer_error(env, req, req_len, 420, unk, n, fingerprint, out, cap);
     }
     if ((flags || rp) && env->stream)
-        return binding_error(env, req, req_len, 400, NULL, 0, fingerprint, out, cap);
+        return binding_answer_error(env, req, req_len, 400, NULL, 0, fingerprint, out, cap);
     if (rp) {
         if (rp->len != 4)
-            return binding_error(env, req, req_len, 400, NULL, 0, fingerprint, out, cap);
+            return binding_answer_error(env, req, req_len, 400, NULL, 0, fingerprint, out, cap);
         unsigned port = ((unsigned)req[rp->off] << 8) | req[rp->off + 1];
         if (port == 0)
-            return binding_error(env, req, req_len, 400, NULL, 0, fingerprint, out, cap);
+            return binding_answer_error(env, req, req_len, 400, NULL, 0, fingerprint, out, cap);
         net_addr_set_port((struct sockaddr *)&route->to, port);
     }
     if (env->rfc5780)
@@ -172,5 +205,5 @@ size_t binding_handle(const struct binding_env *env, const uint8_t *req, size_t 
         if (stun_enc_add(&e, STUN_ATTR_PADDING, zeros, n) < 0)
             return 0;
     }
-    return finish(env, &e, req_len, fingerprint);
+    return binding_count_answer(env, STUN_BINDING, 0, finish(env, &e, req_len, fingerprint));
 }

@@ -14,6 +14,7 @@
 
 struct turn_client;
 struct stun_msg;
+struct worker_stats;
 
 /*
  * A response to an unauthenticated request is never more than this many
@@ -28,7 +29,8 @@ struct stun_msg;
 
 /*
  * What the service knows about where a request arrived. software is borrowed
- * from the configuration, which outlives every worker.
+ * from the configuration, which outlives every worker; stats from the worker
+ * that owns the socket (NULL: nothing is counted, as in unit tests).
  */
 struct binding_env {
     const char *software; /* NULL or "": no SOFTWARE attribute */
@@ -42,6 +44,9 @@ struct binding_env {
     const struct turn_client *turn;
     size_t (*turn_fn)(const struct turn_client *tc, const struct stun_msg *m,
                       const struct sockaddr *client, uint8_t *out, size_t cap);
+    /* Binding requests by code and malformed drops are counted here; TURN
+     * requests are counted by turn_fn's service. */
+    struct worker_stats *stats;
 };
 
 /* Where to send the response from and to. */

@@ -125,6 +125,7 @@ static void session_free(struct dtls_session *s)
         event_free(s->timer);
     SSL_free(s->ssl);
     s->ep->w->n_sessions--;
+    stats_sub(&s->ep->w->stats.sessions[STATS_DTLS], 1);
     free(s);
 }
 
@@ -226,6 +227,7 @@ static struct dtls_session *session_new(struct dtls_ep *ep, const struct sockadd
     s->env.local = ep->addr;
     s->env.turn = &s->tc;
     s->env.turn_fn = turn_handle;
+    s->env.stats = &w->stats;
     s->tc = (struct turn_client){ .w = w, .ops = &dtls_client_ops, .conn = s, .slot = &s->alloc,
                                   .local = (const struct sockaddr *)&s->env.local };
     s->deadline = time(NULL) + w->conf->handshake_timeout;
@@ -239,6 +241,7 @@ static struct dtls_session *session_new(struct dtls_ep *ep, const struct sockadd
     s->next = *pp;
     *pp = s;
     w->n_sessions++;
+    stats_add(&w->stats.sessions[STATS_DTLS], 1);
     return s;
 }
 
@@ -295,7 +298,12 @@ static void ep_on_read(evutil_socket_t fd, short what, void *arg)
             return;
         struct dtls_session *s = *session_slot(ep, &peer);
         if (!s) {
-            if (!is_client_hello(ep->buf, (size_t)n) || !(s = session_new(ep, &peer)))
+            if (!is_client_hello(ep->buf, (size_t)n)) {
+                /* neither opens nor belongs to a session: not ours to read */
+                stats_add(&ep->w->stats.drops[STATS_DROP_MALFORMED], 1);
+                continue;
+            }
+            if (!(s = session_new(ep, &peer)))
                 continue;
         }
         if (s->established)

@@ -18,12 +18,11 @@
 
 #include "conf/conf.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/net.h"
 #include "server/quota.h"
 #include "server/reserve.h"
 #include "server/server.h"
-
-#define TERN_VERSION "0.1.0"
 
 /* The main thread's base: signals only. */
 static struct event_base *main_base;
@@ -239,7 +238,9 @@ int main(int argc, char **argv)
 
     struct event_base *base = main_base = event_base_new();
     struct event *sigs[3] = { 0 };
-    if (started == srv.n_workers && base) {
+    /* Metrics after the workers (a scrape reads them all); a port in use
+     * stops the start like any other listener's. */
+    if (started == srv.n_workers && base && (!conf.has_metrics || metrics_start(&srv, base) == 0)) {
         int which[3] = { SIGINT, SIGTERM, SIGHUP };
         for (int i = 0; i < 3; i++) {
             sigs[i] = evsignal_new(base, which[i], on_signal, &srv);
@@ -253,6 +254,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3; i++)
         if (sigs[i])
             event_free(sigs[i]);
+    metrics_stop(&srv); /* before its base and the workers it reads */
     if (base)
         event_base_free(base);
     for (int i = 0; i < srv.n_workers; i++)

@@ -32,6 +32,10 @@ struct turn_worker;
 struct creds_worker;
 struct quota;
 struct reserve;
+struct metrics;
+
+/* Reported by --version, the ready line and tern_build_info. */
+#define TERN_VERSION "0.1.0"
 
 #define WORKER_MAX_LISTENERS (CONF_MAX_LISTEN * 4)
 
@@ -87,6 +91,7 @@ struct server {
     bool has_redis;            /* auth.redis set and parsed */
     uint32_t node_id;          /* random: makes allocation ids unique across nodes */
     struct redis_url redis_url;
+    struct metrics *metrics;   /* the /metrics endpoint (metrics.c); NULL when off; owned */
 };
 
 /* Worker lifecycle (worker.c). */

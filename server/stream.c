@@ -62,6 +62,7 @@ static void conn_free(struct stream_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     c->w->n_sessions--;
+    stats_sub(&c->w->stats.sessions[c->tls ? STATS_TLS : STATS_TCP], 1);
     bufferevent_free(c->bev);
     free(c);
 }
@@ -82,8 +83,11 @@ static int conn_drain_frames(struct stream_conn *c)
             return 0;
         const uint8_t *head = evbuffer_pullup(in, 4);
         long flen = stun_frame_len(head, 4);
-        if (flen < 0)
-            return -1; /* neither STUN nor ChannelData: the stream is lost */
+        if (flen < 0) {
+            /* neither STUN nor ChannelData: the stream is lost */
+            stats_add(&c->w->stats.drops[STATS_DROP_MALFORMED], 1);
+            return -1;
+        }
         if (flen == 0 || avail < (size_t)flen)
             return 0;
         const uint8_t *frame = evbuffer_pullup(in, flen);
@@ -188,6 +192,7 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
     c->env.stream = true;
     c->env.turn = &c->tc;
     c->env.turn_fn = turn_handle;
+    c->env.stats = &w->stats;
     c->tc = (struct turn_client){ .w = w, .ops = &stream_client_ops, .conn = c, .slot = &c->alloc,
                                   .local = (const struct sockaddr *)&c->env.local };
     socklen_t ll = sizeof c->env.local;
@@ -218,6 +223,7 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
         }
     }
     w->n_sessions++;
+    stats_add(&w->stats.sessions[c->tls ? STATS_TLS : STATS_TCP], 1);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;

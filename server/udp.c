@@ -156,8 +156,11 @@ static void udp_on_read(evutil_socket_t fd, short what, void *arg)
         unsigned out = 0;
         for (int i = 0; i < n; i++) {
             struct msghdr *h = &io->rx[i].msg_hdr;
-            if (h->msg_flags & MSG_TRUNC)
-                continue; /* larger than any STUN datagram we accept */
+            if (h->msg_flags & MSG_TRUNC) {
+                /* larger than any STUN datagram we accept */
+                stats_add(&s->w->stats.drops[STATS_DROP_MALFORMED], 1);
+                continue;
+            }
             struct binding_env *env = &s->env;
             if (s->wildcard)
                 pktinfo_read(h, s, &env->local);
@@ -249,6 +252,7 @@ int udp_listen(struct worker *w, const struct sockaddr_storage *addrs, size_t n_
         s->env.local = addrs[i];
         s->env.turn = &s->tc;
         s->env.turn_fn = turn_handle;
+        s->env.stats = &w->stats;
         s->tc = (struct turn_client){ .w = w, .ops = &udp_client_ops, .conn = s, .slot = NULL,
                                       .local = (const struct sockaddr *)&s->env.local };
         const struct sockaddr *sa = (const struct sockaddr *)&addrs[i];

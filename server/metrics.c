@@ -1,0 +1,278 @@
+/*
+ * metrics.c - see metrics.h.
+ *
+ * Design: the workers only ever increment their own counters (stats.h); all
+ * the work of a scrape happens here, on the main thread: sum every worker's
+ * counters with relaxed loads into a plain snapshot, then print each family
+ * with its HELP and TYPE lines into one evbuffer that evhttp sends. Nothing
+ * is cached between scrapes and nothing is reset, so counters only go up for
+ * the life of the process, as Prometheus' rate() expects. Every label value
+ * of a family is printed on every scrape, zeros included, so a series exists
+ * from the first scrape and its first increment shows in rate().
+ *
+ * The listening socket is made here rather than by evhttp_bind_socket so
+ * that a failed bind reports its own errno, and without SO_REUSEPORT (unlike
+ * the workers' sockets): a second ternd on the same metrics port must fail
+ * to start, not silently take half the scrapes.
+ *
+ * Adding a family (the Redis metrics, say): a metrics_write_* function
+ * called from metrics_write_all, with its names documented in README.md.
+ */
+#include "server/metrics.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/log.h"
+#include "server/net.h"
+#include "server/server.h"
+#include "server/stats.h"
+
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+#define METRICS_TIMEOUT_S 10  /* a scraper that stalls loses its connection */
+#define METRICS_BACKLOG 16
+
+/* The endpoint; owned by the server (srv->metrics), freed by metrics_stop. */
+struct metrics {
+    struct server *srv;       /* borrowed; its workers outlive the endpoint */
+    struct evhttp *http;      /* owned; owns the listening socket and connections */
+    struct timespec started;  /* CLOCK_MONOTONIC at metrics_start, for uptime */
+};
+
+/* Label values, in the order of the enums in stats.h. */
+static const char *const method_names[STATS_N_METHODS] = {
+    "binding", "allocate", "refresh", "create_permission", "channel_bind", "other",
+};
+static const char *const code_names[STATS_N_CODES] = {
+    "200", "300", "400", "401", "403", "420", "437", "438",
+    "440", "441", "442", "443", "486", "508", "other",
+};
+static const char *const transport_names[STATS_N_TRANSPORTS] = { "udp", "tcp", "tls", "dtls" };
+static const char *const drop_names[STATS_N_DROPS] = {
+    "no_permission", "no_allocation", "no_channel", "bandwidth",
+    "rate_limit", "malformed", "send_failed",
+};
+static const char *const dir_names[STATS_N_DIRS] = { "to_peer", "to_client" };
+
+/* A scrape's sum over every worker: plain numbers, read once each. */
+struct metrics_totals {
+    uint64_t requests[STATS_N_METHODS][STATS_N_CODES];
+    uint64_t auth_failures;
+    uint64_t allocations_created;
+    uint64_t permissions_created;
+    uint64_t channels_bound;
+    uint64_t bytes[STATS_N_DIRS];
+    uint64_t packets[STATS_N_DIRS];
+    uint64_t drops[STATS_N_DROPS];
+};
+
+static void metrics_sum_workers(const struct server *srv, struct metrics_totals *t)
+{
+    memset(t, 0, sizeof *t);
+    for (int i = 0; i < srv->n_workers; i++) {
+        const struct worker_stats *s = &srv->workers[i].stats;
+        for (int m = 0; m < STATS_N_METHODS; m++)
+            for (int c = 0; c < STATS_N_CODES; c++)
+                t->requests[m][c] += stats_read(&s->requests[m][c]);
+        t->auth_failures += stats_read(&s->auth_failures);
+        t->allocations_created += stats_read(&s->allocations_created);
+        t->permissions_created += stats_read(&s->permissions_created);
+        t->channels_bound += stats_read(&s->channels_bound);
+        for (int d = 0; d < STATS_N_DIRS; d++) {
+            t->bytes[d] += stats_read(&s->bytes[d]);
+            t->packets[d] += stats_read(&s->packets[d]);
+        }
+        for (int r = 0; r < STATS_N_DROPS; r++)
+            t->drops[r] += stats_read(&s->drops[r]);
+    }
+}
+
+static void metrics_write_family(struct evbuffer *b, const char *name, const char *type,
+                                 const char *help)
+{
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A family of one unlabelled series. */
+static void metrics_write_single(struct evbuffer *b, const char *name, const char *type,
+                                 const char *help, uint64_t value)
+{
+    metrics_write_family(b, name, type, help);
+    evbuffer_add_printf(b, "%s %llu\n", name, (unsigned long long)value);
+}
+
+/* Process-level families: what is running and for how long. */
+static void metrics_write_process(const struct metrics *m, struct evbuffer *b)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double up = (double)(now.tv_sec - m->started.tv_sec) +
+                (double)(now.tv_nsec - m->started.tv_nsec) / 1e9;
+    metrics_write_family(b, "tern_build_info", "gauge", "Always 1; the version of ternd.");
+    evbuffer_add_printf(b, "tern_build_info{version=\"%s\"} 1\n", TERN_VERSION);
+    metrics_write_family(b, "tern_uptime_seconds", "gauge",
+                         "Seconds since ternd started serving.");
+    evbuffer_add_printf(b, "tern_uptime_seconds %.3f\n", up);
+    metrics_write_single(b, "tern_workers", "gauge", "Worker threads (one event loop each).",
+                         (uint64_t)m->srv->n_workers);
+}
+
+/* Gauges: one series per worker, since SO_REUSEPORT may spread load unevenly
+ * and an overloaded worker is what an operator needs to see. */
+static void metrics_write_gauges(const struct server *srv, struct evbuffer *b)
+{
+    metrics_write_family(b, "tern_allocations", "gauge", "Live TURN allocations, per worker.");
+    for (int i = 0; i < srv->n_workers; i++)
+        evbuffer_add_printf(b, "tern_allocations{worker=\"%d\"} %llu\n", i,
+                            (unsigned long long)stats_read(&srv->workers[i].stats.allocations));
+    metrics_write_family(b, "tern_sessions", "gauge",
+                         "Live TCP, TLS and DTLS client sessions, per worker and transport "
+                         "(UDP has no sessions).");
+    for (int i = 0; i < srv->n_workers; i++)
+        for (int t = STATS_TCP; t < STATS_N_TRANSPORTS; t++)
+            evbuffer_add_printf(b, "tern_sessions{worker=\"%d\",transport=\"%s\"} %llu\n", i,
+                                transport_names[t],
+                                (unsigned long long)stats_read(&srv->workers[i].stats.sessions[t]));
+}
+
+static void metrics_write_counters(const struct metrics_totals *t, struct evbuffer *b)
+{
+    metrics_write_family(b, "tern_requests_total", "counter",
+                         "STUN/TURN requests answered, by method and response code (200: success).");
+    for (int m = 0; m < STATS_N_METHODS; m++)
+        for (int c = 0; c < STATS_N_CODES; c++)
+            evbuffer_add_printf(b, "tern_requests_total{method=\"%s\",code=\"%s\"} %llu\n",
+                                method_names[m], code_names[c],
+                                (unsigned long long)t->requests[m][c]);
+    metrics_write_single(b, "tern_auth_failures_total", "counter",
+                         "TURN requests whose credentials were wrong (first challenges not counted).",
+                         t->auth_failures);
+    metrics_write_single(b, "tern_allocations_created_total", "counter",
+                         "TURN allocations created.", t->allocations_created);
+    metrics_write_single(b, "tern_permissions_created_total", "counter",
+                         "TURN permissions installed or refreshed (one per peer address).",
+                         t->permissions_created);
+    metrics_write_single(b, "tern_channels_bound_total", "counter",
+                         "Successful ChannelBind requests (new or refreshed channels).",
+                         t->channels_bound);
+    metrics_write_family(b, "tern_relay_bytes_total", "counter",
+                         "Payload bytes relayed, by direction.");
+    for (int d = 0; d < STATS_N_DIRS; d++)
+        evbuffer_add_printf(b, "tern_relay_bytes_total{direction=\"%s\"} %llu\n", dir_names[d],
+                            (unsigned long long)t->bytes[d]);
+    metrics_write_family(b, "tern_relay_packets_total", "counter",
+                         "Datagrams relayed, by direction.");
+    for (int d = 0; d < STATS_N_DIRS; d++)
+        evbuffer_add_printf(b, "tern_relay_packets_total{direction=\"%s\"} %llu\n", dir_names[d],
+                            (unsigned long long)t->packets[d]);
+    metrics_write_family(b, "tern_dropped_packets_total", "counter",
+                         "Packets dropped without an answer, by reason.");
+    for (int r = 0; r < STATS_N_DROPS; r++)
+        evbuffer_add_printf(b, "tern_dropped_packets_total{reason=\"%s\"} %llu\n", drop_names[r],
+                            (unsigned long long)t->drops[r]);
+}
+
+static void metrics_write_all(const struct metrics *m, struct evbuffer *b)
+{
+    struct metrics_totals t;
+    metrics_sum_workers(m->srv, &t);
+    metrics_write_process(m, b);
+    metrics_write_gauges(m->srv, b);
+    metrics_write_counters(&t, b);
+}
+
+static void metrics_on_request(struct evhttp_request *req, void *arg)
+{
+    const struct metrics *m = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || strcmp(path, "/metrics") != 0) {
+        evhttp_send_error(req, HTTP_NOTFOUND, NULL);
+        return;
+    }
+    struct evbuffer *body = evbuffer_new();
+    if (!body) {
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        return;
+    }
+    metrics_write_all(m, body);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      METRICS_CONTENT_TYPE);
+    evhttp_send_reply(req, HTTP_OK, "OK", body);
+    evbuffer_free(body);
+}
+
+/* A listening socket on addr: 0 and *fd, or -errno. */
+static int metrics_listen_socket(const struct sockaddr *addr, int *fd)
+{
+    int s = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -errno;
+    /* SO_REUSEADDR only: a restart binds past TIME_WAIT, a second live
+     * process still gets EADDRINUSE. */
+    int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (addr->sa_family == AF_INET6)
+        setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(s, addr, net_addr_len(addr)) < 0 || listen(s, METRICS_BACKLOG) < 0) {
+        int e = errno;
+        close(s);
+        return -e;
+    }
+    *fd = s;
+    return 0;
+}
+
+int metrics_start(struct server *srv, struct event_base *base)
+{
+    const struct sockaddr *addr = (const struct sockaddr *)&srv->conf->metrics;
+    char a[NET_ADDRSTRLEN];
+    int fd = -1;
+    int rc = metrics_listen_socket(addr, &fd);
+    if (rc < 0) {
+        log_error("cannot listen on metrics %s: %s", net_addr_format(addr, a, sizeof a),
+                  strerror(-rc));
+        return -1;
+    }
+    struct metrics *m = calloc(1, sizeof *m);
+    struct evhttp *http = m ? evhttp_new(base) : NULL;
+    if (!http || !evhttp_accept_socket_with_handle(http, fd)) {
+        log_error("cannot listen on metrics %s: out of memory", net_addr_format(addr, a, sizeof a));
+        if (http)
+            evhttp_free(http);
+        free(m);
+        close(fd);
+        return -1;
+    }
+    /* A scrape is a small GET: refuse anything else early and bound what a
+     * misbehaving client can make us hold. */
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET);
+    evhttp_set_timeout(http, METRICS_TIMEOUT_S);
+    evhttp_set_max_headers_size(http, 8192);
+    evhttp_set_max_body_size(http, 0);
+    evhttp_set_gencb(http, metrics_on_request, m);
+    m->srv = srv;
+    m->http = http;
+    clock_gettime(CLOCK_MONOTONIC, &m->started);
+    srv->metrics = m;
+    log_info("metrics on http://%s/metrics", net_addr_format(addr, a, sizeof a));
+    return 0;
+}
+
+void metrics_stop(struct server *srv)
+{
+    struct metrics *m = srv->metrics;
+    if (!m)
+        return;
+    evhttp_free(m->http);
+    free(m);
+    srv->metrics = NULL;
+}

@@ -1,0 +1,25 @@
+/*
+ * metrics.h - the Prometheus endpoint: GET /metrics on conf->metrics, in the
+ * text exposition format 0.0.4, summed from every worker's counters
+ * (stats.h) at scrape time. Runs on the main thread's event base, so a
+ * scrape never touches the packet path beyond relaxed loads.
+ */
+#ifndef TERN_SERVER_METRICS_H
+#define TERN_SERVER_METRICS_H
+
+struct server;
+struct event_base;
+
+/*
+ * Listen on srv->conf->metrics and serve scrapes from base (the main
+ * thread's). Call once every worker has started: a scrape reads all of
+ * srv->workers. Returns 0, or -1 with one line logged ("cannot listen on
+ * metrics 127.0.0.1:9641: Address already in use").
+ */
+int metrics_start(struct server *srv, struct event_base *base);
+
+/* Close the endpoint and its connections; before base is freed and before
+ * the workers are. Does nothing when metrics_start did not succeed. */
+void metrics_stop(struct server *srv);
+
+#endif
