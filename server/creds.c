@@ -99,6 +99,7 @@ static atomic_int redis_logged = -1;
 static void on_redis_state(void *arg, bool up)
 {
     struct creds_worker *c = arg;
+    atomic_store_explicit(&c->w->stats.redis_up, up, memory_order_relaxed);
     if (atomic_exchange(&redis_logged, up) != up) {
         if (up)
             log_info("redis: connected to %s", c->w->conf->redis);
@@ -244,9 +245,13 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct creds_worker *c = arg;
     uint64_t now = mono_ms();
+    atomic_store_explicit(&c->w->stats.redis_rtt_us, redis_conn_rtt_us(c->redis),
+                          memory_order_relaxed);
+    atomic_store_explicit(&c->w->stats.redis_parked, c->n_parked, memory_order_relaxed);
     for (struct pending *p = c->parked; p; p = p->next) {
         if (!p->answered && now >= p->deadline_ms) {
             p->failed = true;
+            stats_add(&c->w->stats.redis_failures, 1);
             p->answered = true;
             pending_run(c, p);
         }
@@ -474,6 +479,7 @@ int creds_park(struct worker *w, const struct turn_client *tc, const struct sock
     uint64_t expiry;
     p->want_user = true;
     p->want_secrets = auth_rest_expiry(user, user_len, &expiry) == 0;
+    stats_add(&w->stats.redis_lookups, 1);
     char key[64 + CONF_STR + AUTH_MAX_USERNAME];
     size_t base = (size_t)snprintf(key, sizeof key, "turn/realm/%s/user/", w->conf->realm);
     memcpy(key + base, user, user_len); /* raw bytes, NULs included */

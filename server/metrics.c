@@ -21,6 +21,7 @@
 #include "server/metrics.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -143,6 +144,43 @@ static void metrics_write_gauges(const struct server *srv, struct evbuffer *b)
                                 (unsigned long long)stats_read(&srv->workers[i].stats.sessions[t]));
 }
 
+/* Redis, per worker (each worker has its own connection); only when
+ * auth.redis is configured. */
+static void metrics_write_redis(const struct server *srv, struct evbuffer *b)
+{
+    if (!srv->has_redis)
+        return;
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } fam[] = {
+        { "tern_redis_up", "gauge", "1 while the worker's Redis connection is up.",
+          offsetof(struct worker_stats, redis_up) },
+        { "tern_redis_rtt_seconds", "gauge", "Round trip of the last Redis PING.",
+          offsetof(struct worker_stats, redis_rtt_us) },
+        { "tern_redis_parked_requests", "gauge", "Requests waiting for a Redis answer.",
+          offsetof(struct worker_stats, redis_parked) },
+        { "tern_redis_lookups_total", "counter", "Credential lookups sent to Redis.",
+          offsetof(struct worker_stats, redis_lookups) },
+        { "tern_redis_failures_total", "counter",
+          "Requests answered 500 because Redis was down or too slow.",
+          offsetof(struct worker_stats, redis_failures) },
+    };
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+        metrics_write_family(b, fam[f].name, fam[f].type, fam[f].help);
+        for (int i = 0; i < srv->n_workers; i++) {
+            const stats_counter *c =
+                (const stats_counter *)((const char *)&srv->workers[i].stats + fam[f].off);
+            if (fam[f].off == offsetof(struct worker_stats, redis_rtt_us))
+                evbuffer_add_printf(b, "%s{worker=\"%d\"} %.6f\n", fam[f].name, i,
+                                    (double)stats_read(c) / 1e6);
+            else
+                evbuffer_add_printf(b, "%s{worker=\"%d\"} %llu\n", fam[f].name, i,
+                                    (unsigned long long)stats_read(c));
+        }
+    }
+}
+
 static void metrics_write_counters(const struct metrics_totals *t, struct evbuffer *b)
 {
     metrics_write_family(b, "tern_requests_total", "counter",
@@ -186,6 +224,7 @@ static void metrics_write_all(const struct metrics *m, struct evbuffer *b)
     metrics_sum_workers(m->srv, &t);
     metrics_write_process(m, b);
     metrics_write_gauges(m->srv, b);
+    metrics_write_redis(m->srv, b);
     metrics_write_counters(&t, b);
 }
 

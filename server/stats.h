@@ -60,6 +60,11 @@ struct worker_stats {
     stats_counter drops[STATS_N_DROPS];
     stats_counter sessions[STATS_N_TRANSPORTS]; /* gauge: live sessions */
     stats_counter allocations;                  /* gauge: live allocations */
+    stats_counter redis_up;                     /* gauge: 1 connected, 0 not */
+    stats_counter redis_rtt_us;                 /* gauge: last PING round trip */
+    stats_counter redis_parked;                 /* gauge: requests waiting on Redis */
+    stats_counter redis_lookups;                /* credential lookups sent to Redis */
+    stats_counter redis_failures;               /* lookups answered 500 (down, slow) */
 };
 
 static inline void stats_add(stats_counter *c, uint64_t n)

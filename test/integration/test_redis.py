@@ -154,6 +154,55 @@ class RedisOutage(unittest.TestCase):
             self.assertTrue(srv.alive())
 
 
+class RedisMetrics(unittest.TestCase):
+    def test_redis_state_and_lookups_in_metrics(self):
+        import shutil
+        import urllib.request
+        from test_metrics import parse_metrics, total
+        redis = RedisServer().start()
+        self.addCleanup(redis.cleanup)
+        turnadmin(redis, "-a", "-u", "carol", "-r", REALM, "-p", "carolpw")
+        port, mport = free_port(), free_port(kinds=(socket.SOCK_STREAM,))
+        extra = 'metrics = { ip = "127.0.0.1"; port = %d; };' % mport
+        url = "http://127.0.0.1:%d/metrics" % mport
+
+        def scrape():
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.read().decode()
+
+        def wait_for(name, value):
+            for _ in range(50):
+                series = parse_metrics(scrape())[0]
+                if total(series, name) == value:
+                    return series
+                time.sleep(0.1)
+            self.fail("%s never reached %s" % (name, value))
+
+        with Ternd(redis_conf(port, redis, extra=extra).replace("workers = 2", "workers = 1")):
+            wait_for("tern_redis_up", 1)
+            t = Turn("127.0.0.1", port, user="carol", password="carolpw")
+            self.addCleanup(t.close)
+            self.assertEqual(t.allocate()["cls"], 2)
+            series = parse_metrics(scrape())[0]
+            self.assertGreaterEqual(total(series, "tern_redis_lookups_total"), 1)
+            self.assertGreater(wait_for_rtt(scrape, parse_metrics, total), 0)
+            text = scrape()
+            p = subprocess.run([shutil.which("promtool") or "promtool", "check", "metrics"], input=text,
+                               capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            redis.stop()
+            wait_for("tern_redis_up", 0)
+
+
+def wait_for_rtt(scrape, parse_metrics, total):
+    for _ in range(40):  # a PING every 2 s
+        rtt = total(parse_metrics(scrape())[0], "tern_redis_rtt_seconds")
+        if rtt > 0:
+            return rtt
+        time.sleep(0.1)
+    return 0
+
+
 class TwoNodes(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
