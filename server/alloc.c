@@ -33,6 +33,11 @@ struct alloc_rx {
     struct iovec iov[ALLOC_RX_BATCH];
     struct sockaddr_storage peer[ALLOC_RX_BATCH];
     uint8_t buf[ALLOC_RX_BATCH][ALLOC_RX_BUF];
+    /* the same batch on its way to the client */
+    struct mmsghdr tx[ALLOC_RX_BATCH];
+    struct iovec tx_iov[ALLOC_RX_BATCH][3];
+    uint8_t tx_hdr[ALLOC_RX_BATCH][64];
+    size_t tx_len[ALLOC_RX_BATCH];
 };
 
 static uint64_t mono_ms(void)
@@ -447,48 +452,50 @@ static uint64_t rng_next(struct alloc_table *t)
     return t->rng;
 }
 
-/* One datagram from a peer to the client: ChannelData if the peer has a
- * channel, else a Data indication (RFC 8656 sections 11.6 and 12.6). */
-static void relay_to_client(struct alloc *a, const struct sockaddr *peer, uint8_t *data,
-                            size_t len, uint32_t now)
+/* The header for one peer datagram to the client: ChannelData if the peer
+ * has a channel, else a Data indication (RFC 8656 sections 11.6 and 12.6).
+ * Fills iov (header, payload, padding) and returns how many are used, or 0
+ * if the datagram cannot be framed. */
+static int frame_for_client(struct alloc *a, const struct sockaddr *peer, uint8_t *data,
+                            size_t len, uint32_t now, uint8_t hdr[64], struct iovec iov[3],
+                            bool *channel)
 {
     static const uint8_t zeros[4];
-    uint8_t hdr[64];
-    struct iovec iov[3];
     const struct chan *c = chan_by_peer(a, peer, now);
-    int n;
-    bool channel = c != NULL;
+    *channel = c != NULL;
     if (c) {
         stun_channel_encode_hdr(hdr, c->number, (uint16_t)len);
         iov[0] = (struct iovec){ hdr, STUN_CHANNEL_HDR_LEN };
         iov[1] = (struct iovec){ data, len };
-        n = 2;
-    } else {
-        uint8_t tid[STUN_TID_LEN];
-        uint64_t r1 = rng_next(&a->w->allocs), r2 = rng_next(&a->w->allocs);
-        memcpy(tid, &r1, 8);
-        memcpy(tid + 8, &r2, 4);
-        struct stun_enc e;
-        stun_enc_init(&e, hdr, sizeof hdr, STUN_DATA, STUN_CLASS_INDICATION, tid, false);
-        if (stun_enc_add_xaddr(&e, STUN_ATTR_XOR_PEER_ADDRESS, peer) < 0)
-            return;
-        size_t pad = (4 - (len & 3)) & 3;
-        size_t body = e.len - STUN_HDR_LEN + 4 + len + pad;
-        hdr[2] = (uint8_t)(body >> 8);
-        hdr[3] = (uint8_t)body;
-        uint8_t *ah = hdr + e.len;
-        ah[0] = STUN_ATTR_DATA >> 8;
-        ah[1] = STUN_ATTR_DATA & 0xFF;
-        ah[2] = (uint8_t)(len >> 8);
-        ah[3] = (uint8_t)len;
-        iov[0] = (struct iovec){ hdr, e.len + 4 };
-        iov[1] = (struct iovec){ data, len };
-        iov[2] = (struct iovec){ (void *)zeros, pad };
-        n = pad ? 3 : 2;
+        return 2;
     }
+    uint8_t tid[STUN_TID_LEN];
+    uint64_t r1 = rng_next(&a->w->allocs), r2 = rng_next(&a->w->allocs);
+    memcpy(tid, &r1, 8);
+    memcpy(tid + 8, &r2, 4);
+    struct stun_enc e;
+    stun_enc_init(&e, hdr, 64, STUN_DATA, STUN_CLASS_INDICATION, tid, false);
+    if (stun_enc_add_xaddr(&e, STUN_ATTR_XOR_PEER_ADDRESS, peer) < 0)
+        return 0;
+    size_t pad = (4 - (len & 3)) & 3;
+    size_t body = e.len - STUN_HDR_LEN + 4 + len + pad;
+    hdr[2] = (uint8_t)(body >> 8);
+    hdr[3] = (uint8_t)body;
+    uint8_t *ah = hdr + e.len;
+    ah[0] = STUN_ATTR_DATA >> 8;
+    ah[1] = STUN_ATTR_DATA & 0xFF;
+    ah[2] = (uint8_t)(len >> 8);
+    ah[3] = (uint8_t)len;
+    iov[0] = (struct iovec){ hdr, e.len + 4 };
+    iov[1] = (struct iovec){ data, len };
+    iov[2] = (struct iovec){ (void *)zeros, pad };
+    return pad ? 3 : 2;
+}
+
+static void count_to_client(struct alloc *a, size_t len, bool sent)
+{
     struct worker_stats *st = &a->w->stats;
-    if (a->ops->send(a->conn, (struct sockaddr *)&a->client, (struct sockaddr *)&a->local, iov, n,
-                     channel) == 0) {
+    if (sent) {
         a->bytes_in += len;
         a->pkts_in++;
         stats_add(&st->bytes[STATS_TO_CLIENT], len);
@@ -498,11 +505,18 @@ static void relay_to_client(struct alloc *a, const struct sockaddr *peer, uint8_
     }
 }
 
+/*
+ * Peer datagrams to the client. A wake-up drains up to ALLOC_RX_BATCH with
+ * one recvmmsg; for a UDP client the whole batch then goes out with one
+ * sendmmsg (client_ops.send_many), for the others one write per datagram.
+ */
 static void relay_on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct alloc *a = arg;
     struct alloc_rx *rx = a->w->allocs.rx;
+    const struct sockaddr *client = (const struct sockaddr *)&a->client;
+    const struct sockaddr *local = (const struct sockaddr *)&a->local;
     for (int round = 0; round < 4; round++) {
         for (unsigned i = 0; i < ALLOC_RX_BATCH; i++) {
             rx->iov[i] = (struct iovec){ rx->buf[i], ALLOC_RX_BUF };
@@ -515,6 +529,7 @@ static void relay_on_read(evutil_socket_t fd, short what, void *arg)
         if (n <= 0)
             return;
         uint32_t now = alloc_now(a->w);
+        unsigned out = 0;
         for (int i = 0; i < n; i++) {
             const struct sockaddr *peer = (const struct sockaddr *)&rx->peer[i];
             size_t len = rx->msg[i].msg_len;
@@ -529,7 +544,24 @@ static void relay_on_read(evutil_socket_t fd, short what, void *arg)
                 stats_add(&a->w->stats.drops[STATS_DROP_BANDWIDTH], 1);
                 continue;
             }
-            relay_to_client(a, peer, rx->buf[i], len, now);
+            bool channel;
+            int n_iov = frame_for_client(a, peer, rx->buf[i], len, now, rx->tx_hdr[out],
+                                         rx->tx_iov[out], &channel);
+            if (!n_iov)
+                continue;
+            if (!a->ops->send_many) {
+                count_to_client(a, len, a->ops->send(a->conn, client, local, rx->tx_iov[out],
+                                                     n_iov, channel) == 0);
+                continue;
+            }
+            rx->tx[out].msg_hdr = (struct msghdr){ .msg_iov = rx->tx_iov[out],
+                                                   .msg_iovlen = (size_t)n_iov };
+            rx->tx_len[out++] = len;
+        }
+        if (out) {
+            int sent = a->ops->send_many(a->conn, client, local, rx->tx, out);
+            for (unsigned k = 0; k < out; k++)
+                count_to_client(a, rx->tx_len[k], (int)k < sent);
         }
         if (n < ALLOC_RX_BATCH)
             return;

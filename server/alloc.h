@@ -43,6 +43,10 @@ struct client_ops {
                 const struct iovec *iov, int n_iov, bool channel);
     /* The allocation is gone (expired, deleted): forget it. NULL for UDP. */
     void (*gone)(void *conn);
+    /* Optional: send msgs[0..n) (iovecs filled; the callee sets address
+     * and control) in one system call; returns how many went out. */
+    int (*send_many)(void *conn, const struct sockaddr *client, const struct sockaddr *local,
+                     struct mmsghdr *msgs, unsigned n);
 };
 
 struct perm {

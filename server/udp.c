@@ -219,7 +219,32 @@ static int udp_client_send(void *conn, const struct sockaddr *client, const stru
     return sendmsg(s->fd, &h, MSG_DONTWAIT) < 0 ? -1 : 0;
 }
 
-static const struct client_ops udp_client_ops = { .send = udp_client_send, .gone = NULL };
+/* The batch of one relay wake-up, to one client, in one sendmmsg. */
+static int udp_client_send_many(void *conn, const struct sockaddr *client,
+                                const struct sockaddr *local, struct mmsghdr *msgs, unsigned n)
+{
+    struct udp_sock *s = conn;
+    uint8_t ctrl[UDP_CTRL];
+    size_t ctrl_len = s->wildcard ? pktinfo_write(ctrl, (const struct sockaddr_storage *)local) : 0;
+    for (unsigned i = 0; i < n; i++) {
+        msgs[i].msg_hdr.msg_name = (void *)client;
+        msgs[i].msg_hdr.msg_namelen = net_addr_len(client);
+        msgs[i].msg_hdr.msg_control = ctrl_len ? ctrl : NULL;
+        msgs[i].msg_hdr.msg_controllen = ctrl_len;
+    }
+    unsigned done = 0;
+    while (done < n) {
+        int r = sendmmsg(s->fd, msgs + done, n - done, MSG_DONTWAIT);
+        if (r <= 0)
+            break; /* full buffer: the rest is lost, as on the network */
+        done += (unsigned)r;
+    }
+    return (int)done;
+}
+
+static const struct client_ops udp_client_ops = { .send = udp_client_send,
+                                                  .gone = NULL,
+                                                  .send_many = udp_client_send_many };
 
 static void udp_sock_free(struct udp_sock *s)
 {
