@@ -22,7 +22,7 @@ UNIT_SRC   := $(wildcard test/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(B)/%)
 TOOL_BIN   := $(B)/ternc $(B)/ternbench
 
-.PHONY: all run test asan fuzz bench clean deps check-tools
+.PHONY: all run test asan fuzz bench clean deps test-deps
 all: $(B)/ternd $(UNIT_BIN) $(TOOL_BIN)
 
 $(B)/%.o: %.c
@@ -47,27 +47,30 @@ $(B)/ternbench: $(B)/test/bench/ternbench.o $(LIB_OBJ)
 deps:
 	scripts/install-deps
 
+test-deps:
+	scripts/install-deps --test
+
 # Installs what is missing, builds, and runs ternd on the embedded default config.
 run: deps
-	$(MAKE) all
+	$(MAKE) $(B)/ternd $(B)/ternc
 	$(B)/ternd -c conf/ternd.conf
 
 # The whole suite: unit, integration and interop; ends with "N passed, N failed".
-test: deps
+test: test-deps
 	$(MAKE) all
 	B=$(B) test/run-all
 
 # The whole suite again under AddressSanitizer + UBSan.
-asan: deps
+asan: test-deps
 	$(MAKE) B=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
-	B=build-asan ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 test/run-all
+	B=build-asan SKIP_ASAN=1 FUZZ_SECONDS=0 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 test/run-all
 
-# libFuzzer targets for the decoder and the stream framer (FUZZ_SECONDS each).
+# libFuzzer targets: decoder, stream framer, Binding service (FUZZ_SECONDS each).
 FUZZ_SECONDS ?= 30
-fuzz: deps
+fuzz: test-deps
 	B=$(B) FUZZ_SECONDS=$(FUZZ_SECONDS) test/fuzz/run
 
-bench: deps
+bench: test-deps
 	$(MAKE) all
 	B=$(B) test/bench/run
 
