@@ -81,6 +81,15 @@ static int socket_open(const struct sockaddr *addr, int type, bool reuseport)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (type == SOCK_STREAM)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (type == SOCK_DGRAM) {
+        /* One listening socket per worker takes every client's packets: a
+         * burst from many clients overflows the default ~200 KB queue long
+         * before the worker is behind on average. The kernel caps this at
+         * net.core.rmem_max / wmem_max. */
+        int sz = NET_UDP_BUF_BYTES;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    }
     if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
         int e = errno;
         close(fd);

@@ -11,6 +11,9 @@
 
 #define NET_ADDRSTRLEN 64 /* "[ffff:...:ffff]:65535" */
 
+/* Socket buffer asked for on UDP listening sockets. */
+#define NET_UDP_BUF_BYTES (4 << 20)
+
 socklen_t net_addr_len(const struct sockaddr *sa);
 unsigned net_addr_port(const struct sockaddr *sa);
 void net_addr_set_port(struct sockaddr *sa, unsigned port);
