@@ -64,14 +64,23 @@ static void to_mapped(const struct sockaddr *sa, struct in6_addr *out)
     memcpy(&out->s6_addr[12], &((const struct sockaddr_in *)sa)->sin_addr, 4);
 }
 
+/* Looked up for every packet from a client: a few multiplies over the
+ * address words rather than a byte loop over the whole sockaddr. */
 static size_t tuple_hash(const void *conn, const struct sockaddr *client, size_t n)
 {
     uint64_t h = (uintptr_t)conn * 0x9E3779B97F4A7C15ull;
-    const uint8_t *p = (const uint8_t *)client;
-    size_t len = net_addr_len(client);
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 0x100000001B3ull;
-    return (size_t)(h ^ (h >> 29)) & (n - 1);
+    if (client->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)client;
+        uint64_t a, b;
+        memcpy(&a, &s6->sin6_addr, 8);
+        memcpy(&b, (const uint8_t *)&s6->sin6_addr + 8, 8);
+        h = (h ^ a) * 0xFF51AFD7ED558CCDull;
+        h = (h ^ b ^ s6->sin6_port) * 0xC4CEB9FE1A85EC53ull;
+    } else {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)client;
+        h = (h ^ ((uint64_t)s4->sin_addr.s_addr << 16 | s4->sin_port)) * 0xFF51AFD7ED558CCDull;
+    }
+    return (size_t)(h ^ (h >> 32)) & (n - 1);
 }
 
 /* --- timer wheel ------------------------------------------------------- */
@@ -125,6 +134,15 @@ int alloc_table_init(struct worker *w)
     t->n_buckets = ALLOC_BUCKETS;
     t->buckets = calloc(t->n_buckets, sizeof *t->buckets);
     t->rx = calloc(1, sizeof *t->rx);
+    if (!t->rx || !t->buckets)
+        return -1;
+    for (unsigned i = 0; i < ALLOC_RX_BATCH; i++) {
+        t->rx->iov[i] = (struct iovec){ t->rx->buf[i], ALLOC_RX_BUF };
+        t->rx->msg[i].msg_hdr = (struct msghdr){ .msg_name = &t->rx->peer[i],
+                                                 .msg_namelen = sizeof t->rx->peer[i],
+                                                 .msg_iov = &t->rx->iov[i],
+                                                 .msg_iovlen = 1 };
+    }
     RAND_bytes((uint8_t *)&t->rng, sizeof t->rng);
     t->rng |= 1;
     t->wheel_pos = alloc_now(w);
@@ -295,15 +313,25 @@ int alloc_perm_add(struct alloc *a, const struct sockaddr *peer)
     return 0;
 }
 
-bool alloc_perm_ok(const struct alloc *a, const struct sockaddr *peer)
+/* The packet path reads the clock once per batch, not per check, and
+ * compares addresses as two words rather than through memcmp. */
+static bool perm_ok_at(const struct alloc *a, const struct sockaddr *peer, uint32_t now)
 {
-    uint32_t now = alloc_now(a->w);
     struct in6_addr ip;
     to_mapped(peer, &ip);
-    for (unsigned i = 0; i < a->n_perms; i++)
-        if (a->perms[i].expires > now && memcmp(&a->perms[i].ip, &ip, sizeof ip) == 0)
+    uint64_t want[2], have[2];
+    memcpy(want, &ip, sizeof want);
+    for (unsigned i = 0; i < a->n_perms; i++) {
+        memcpy(have, &a->perms[i].ip, sizeof have);
+        if (have[0] == want[0] && have[1] == want[1] && a->perms[i].expires > now)
             return true;
+    }
     return false;
+}
+
+bool alloc_perm_ok(const struct alloc *a, const struct sockaddr *peer)
+{
+    return perm_ok_at(a, peer, alloc_now(a->w));
 }
 
 static bool chan_peer_is(const struct chan *c, const struct sockaddr *peer)
@@ -378,11 +406,8 @@ static const struct chan *chan_by_peer(const struct alloc *a, const struct socka
 
 /* limits.max_bps (bytes per second, as coturn's max-bps): token bucket with
  * one second of burst. */
-static bool bandwidth_take(struct alloc *a, size_t len)
+static bool bandwidth_refill_take(struct alloc *a, size_t len, uint64_t rate)
 {
-    uint64_t rate = a->w->limits.max_bps;
-    if (!rate)
-        return true;
     uint64_t now = mono_ms();
     uint64_t add = (now - a->bucket_ms) * rate / 1000u;
     if (add) {
@@ -395,20 +420,27 @@ static bool bandwidth_take(struct alloc *a, size_t len)
     return true;
 }
 
+/* Inline so that the common case, no limit, costs one load and a branch. */
+static inline bool bandwidth_take(struct alloc *a, size_t len)
+{
+    uint64_t rate = a->w->limits.max_bps;
+    return !rate || bandwidth_refill_take(a, len, rate);
+}
+
 static const struct relay *relay_for(const struct alloc *a, int family)
 {
     for (unsigned i = 0; i < a->n_relay; i++)
-        if (a->relay[i].addr.ss_family == family)
+        if (a->relay[i].addr.sin6_family == family)
             return &a->relay[i];
     return NULL;
 }
 
 static void relay_to_peer(struct alloc *a, const struct sockaddr *peer, const uint8_t *data,
-                          size_t len)
+                          size_t len, uint32_t now)
 {
     struct worker_stats *st = &a->w->stats;
     const struct relay *r = relay_for(a, peer->sa_family);
-    if (!r || !alloc_perm_ok(a, peer)) {
+    if (!r || !perm_ok_at(a, peer, now)) {
         stats_add(&st->drops[STATS_DROP_NO_PERMISSION], 1);
         return;
     }
@@ -432,16 +464,17 @@ void alloc_relay_channel(struct alloc *a, const uint8_t *frame, size_t len)
     const uint8_t *data;
     if (stun_channel_decode(frame, len, &number, &data, &dlen) < 0)
         return;
-    const struct chan *c = chan_by_number(a, number, alloc_now(a->w));
+    uint32_t now = a->w->batch_now ? a->w->batch_now : alloc_now(a->w);
+    const struct chan *c = chan_by_number(a, number, now);
     if (c)
-        relay_to_peer(a, (const struct sockaddr *)&c->peer, data, dlen);
+        relay_to_peer(a, (const struct sockaddr *)&c->peer, data, dlen, now);
     else
         stats_add(&a->w->stats.drops[STATS_DROP_NO_CHANNEL], 1);
 }
 
 void alloc_relay_send(struct alloc *a, const struct sockaddr *peer, const uint8_t *data, size_t len)
 {
-    relay_to_peer(a, peer, data, len);
+    relay_to_peer(a, peer, data, len, alloc_now(a->w));
 }
 
 static uint64_t rng_next(struct alloc_table *t)
@@ -518,13 +551,6 @@ static void relay_on_read(evutil_socket_t fd, short what, void *arg)
     const struct sockaddr *client = (const struct sockaddr *)&a->client;
     const struct sockaddr *local = (const struct sockaddr *)&a->local;
     for (int round = 0; round < 4; round++) {
-        for (unsigned i = 0; i < ALLOC_RX_BATCH; i++) {
-            rx->iov[i] = (struct iovec){ rx->buf[i], ALLOC_RX_BUF };
-            rx->msg[i].msg_hdr = (struct msghdr){ .msg_name = &rx->peer[i],
-                                                  .msg_namelen = sizeof rx->peer[i],
-                                                  .msg_iov = &rx->iov[i],
-                                                  .msg_iovlen = 1 };
-        }
         int n = recvmmsg(fd, rx->msg, ALLOC_RX_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
@@ -536,7 +562,7 @@ static void relay_on_read(evutil_socket_t fd, short what, void *arg)
             if ((rx->msg[i].msg_hdr.msg_flags & MSG_TRUNC) || len > 0xFFFF - 64)
                 continue;
             /* RFC 8656 section 11.6: no permission, no delivery. */
-            if (!alloc_perm_ok(a, peer)) {
+            if (!perm_ok_at(a, peer, now)) {
                 stats_add(&a->w->stats.drops[STATS_DROP_NO_PERMISSION], 1);
                 continue;
             }
@@ -554,8 +580,8 @@ static void relay_on_read(evutil_socket_t fd, short what, void *arg)
                                                      n_iov, channel) == 0);
                 continue;
             }
-            rx->tx[out].msg_hdr = (struct msghdr){ .msg_iov = rx->tx_iov[out],
-                                                   .msg_iovlen = (size_t)n_iov };
+            rx->tx[out].msg_hdr.msg_iov = rx->tx_iov[out]; /* the rest is zero from init */
+            rx->tx[out].msg_hdr.msg_iovlen = (size_t)n_iov;
             rx->tx_len[out++] = len;
         }
         if (out) {
@@ -563,6 +589,9 @@ static void relay_on_read(evutil_socket_t fd, short what, void *arg)
             for (unsigned k = 0; k < out; k++)
                 count_to_client(a, rx->tx_len[k], (int)k < sent);
         }
+        /* recvmmsg rewrote only the name lengths (headers built at init). */
+        for (int i = 0; i < n; i++)
+            rx->msg[i].msg_hdr.msg_namelen = sizeof rx->peer[i];
         if (n < ALLOC_RX_BATCH)
             return;
     }
@@ -570,7 +599,7 @@ static void relay_on_read(evutil_socket_t fd, short what, void *arg)
 
 /* --- relay sockets ------------------------------------------------------ */
 
-static int bind_port(const struct sockaddr *ip, unsigned port, struct sockaddr_storage *out)
+static int bind_port(const struct sockaddr *ip, unsigned port, struct sockaddr_in6 *out)
 {
     memcpy(out, ip, net_addr_len(ip));
     net_addr_set_port((struct sockaddr *)out, port);
@@ -612,7 +641,7 @@ int alloc_relay_open(struct worker *w, const struct sockaddr *ip, bool even, boo
         if (fd < 0)
             return fd;
         if (reserve_next) {
-            struct sockaddr_storage tmp;
+            struct sockaddr_in6 tmp;
             int fd2 = bind_port(ip, port + 1, &tmp);
             if (fd2 < 0) {
                 close(fd);

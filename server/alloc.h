@@ -63,8 +63,10 @@ struct chan {
 struct relay {
     int fd;
     struct event *ev;
-    struct sockaddr_storage addr;     /* bound address */
-    struct sockaddr_storage reported; /* external_ip when configured */
+    /* sockaddr_in6-sized, holding a sockaddr_in for IPv4: a sockaddr_storage
+     * is 128 bytes, and an allocation keeps six addresses. */
+    struct sockaddr_in6 addr;     /* bound address */
+    struct sockaddr_in6 reported; /* external_ip when configured */
 };
 
 /*
@@ -77,8 +79,8 @@ struct alloc {
     struct worker *w;
     const struct client_ops *ops;
     void *conn;
-    struct sockaddr_storage client;
-    struct sockaddr_storage local; /* server address the client talks to */
+    struct sockaddr_in6 client;   /* or sockaddr_in, as in struct relay */
+    struct sockaddr_in6 local;    /* server address the client talks to */
     struct relay relay[2];
     unsigned n_relay;
     uint32_t expires; /* worker clock seconds */

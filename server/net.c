@@ -10,11 +10,6 @@
 #include <string.h>
 #include <unistd.h>
 
-socklen_t net_addr_len(const struct sockaddr *sa)
-{
-    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-}
-
 unsigned net_addr_port(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET6)
@@ -35,19 +30,6 @@ bool net_addr_is_any(const struct sockaddr *sa)
     if (sa->sa_family == AF_INET6)
         return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr);
     return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_ANY);
-}
-
-bool net_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
-{
-    if (a->sa_family != b->sa_family)
-        return false;
-    if (a->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-        return x->sin6_port == y->sin6_port &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
-    }
-    const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
 }
 
 const char *net_addr_format_ip(const struct sockaddr *sa, char *buf, size_t len)

@@ -6,7 +6,9 @@
 #define TERN_SERVER_NET_H
 
 #include <stdbool.h>
+#include <netinet/in.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #define NET_ADDRSTRLEN 64 /* "[ffff:...:ffff]:65535" */
@@ -14,12 +16,29 @@
 /* Socket buffer asked for on UDP listening sockets. */
 #define NET_UDP_BUF_BYTES (4 << 20)
 
-socklen_t net_addr_len(const struct sockaddr *sa);
+/* Inline: both run for every relayed packet. */
+static inline socklen_t net_addr_len(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+/* Same family, IP and port. */
+static inline bool net_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return false;
+    if (a->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+}
+
 unsigned net_addr_port(const struct sockaddr *sa);
 void net_addr_set_port(struct sockaddr *sa, unsigned port);
 bool net_addr_is_any(const struct sockaddr *sa);
-/* Same family, IP and port. */
-bool net_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
 /* "1.2.3.4:5" or "[::1]:5" into buf; returns buf. */
 const char *net_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 /* IP only, no port or brackets. */

@@ -47,7 +47,9 @@ struct metrics;
 struct worker {
     int id;
     pthread_t thread;
-    struct event_base *base;
+    struct event_base *base; /* lock-free: only this worker's thread touches it */
+    int stop_fd;             /* eventfd: the main thread's only way in (worker_stop) */
+    struct event *stop_ev;
     const struct conf *conf;
     struct server *srv;
     struct udp_sock *udp[WORKER_MAX_LISTENERS];
@@ -61,6 +63,7 @@ struct worker {
     struct udp_io *io;     /* recvmmsg/sendmmsg scratch, owned */
     struct alloc_table allocs;  /* this worker's TURN allocations */
     uint64_t clock_base_ms;     /* alloc_now() epoch */
+    uint32_t batch_now;         /* alloc_now() read once for a UDP batch; 0 outside one */
     struct turn_worker *turn;   /* transaction cache, rate limits; owned */
     struct worker_stats stats;  /* written by this worker only (stats.h) */
     struct creds_worker *creds; /* Redis connection and credential cache; owned */

@@ -109,7 +109,7 @@ size_t turn_reply_error(const struct turn_client *tc, const struct stun_msg *m, 
 static bool peer_family_ok(const struct alloc *a, const struct sockaddr *peer)
 {
     for (unsigned i = 0; i < a->n_relay; i++)
-        if (a->relay[i].addr.ss_family == peer->sa_family)
+        if (a->relay[i].addr.sin6_family == peer->sa_family)
             return true;
     return false;
 }
@@ -148,7 +148,7 @@ static size_t do_refresh(const struct turn_client *tc, struct alloc *a, const st
         int fam = m->buf[raf->off] == 0x02 ? AF_INET6 : AF_INET;
         bool ok = false;
         for (unsigned i = 0; i < a->n_relay; i++)
-            ok |= a->relay[i].addr.ss_family == fam;
+            ok |= a->relay[i].addr.sin6_family == fam;
         if (!ok)
             return turn_reply_error(tc, m, 443, au, out, cap);
     }

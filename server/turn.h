@@ -30,7 +30,7 @@ struct turn_client {
 };
 
 #define TURN_TXCACHE 1024
-#define TURN_TXCACHE_RESP 320
+#define TURN_TXCACHE_RESP 256 /* the largest Allocate answer fits; longer ones go uncached */
 #define TURN_RATE_SLOTS 4096
 
 /* Per-worker TURN state: transaction cache and unauthenticated rate limit.
@@ -39,7 +39,7 @@ struct turn_worker {
     struct {
         uint8_t tid[STUN_TID_LEN];
         const void *conn;
-        struct sockaddr_storage client;
+        struct sockaddr_in6 client; /* or a sockaddr_in: the cache is touched page by page, keep it tight */
         uint64_t at_ms;
         uint16_t len;
         uint8_t resp[TURN_TXCACHE_RESP];

@@ -45,7 +45,8 @@ static int relay_open_family(const struct turn_client *tc, int family, bool even
                              next_fd) < 0)
             continue;
         if (i < c->n_external_ip) {
-            out->reported = c->external_ip[i];
+            memcpy(&out->reported, &c->external_ip[i],
+                   net_addr_len((const struct sockaddr *)&c->external_ip[i]));
             net_addr_set_port((struct sockaddr *)&out->reported,
                               net_addr_port((struct sockaddr *)&out->addr));
         }
@@ -158,7 +159,8 @@ size_t turn_allocate(const struct turn_client *tc, const struct stun_msg *m,
         } else {
             memset(&relays[0], 0, sizeof relays[0]);
             relays[0].fd = fd;
-            relays[0].addr = relays[0].reported = addr;
+            memcpy(&relays[0].addr, &addr, net_addr_len((struct sockaddr *)&addr));
+            relays[0].reported = relays[0].addr;
             n_relay = 1;
         }
     } else {
@@ -211,13 +213,13 @@ size_t turn_allocate(const struct turn_client *tc, const struct stun_msg *m,
          * routers never fragment anyway). */
         int pmtu = IP_PMTUDISC_DO;
         for (unsigned i = 0; i < a->n_relay; i++)
-            if (a->relay[i].addr.ss_family == AF_INET)
+            if (a->relay[i].addr.sin6_family == AF_INET)
                 setsockopt(a->relay[i].fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
     }
     uint8_t token[8];
     bool have_token = false;
     if (reserve && next_fd >= 0) {
-        struct sockaddr_storage next = relays[0].addr; /* the odd port after ours */
+        struct sockaddr_in6 next = relays[0].addr; /* the odd port after ours */
         net_addr_set_port((struct sockaddr *)&next, net_addr_port((struct sockaddr *)&next) + 1);
         have_token = reserve_put(w->srv->resv, next_fd, (struct sockaddr *)&next, token) == 0;
     }

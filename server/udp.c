@@ -51,7 +51,37 @@ struct udp_io {
     struct sockaddr_storage tx_peer[UDP_BATCH];
     uint8_t tx_ctrl[UDP_BATCH][UDP_CTRL];
     uint8_t tx_buf[UDP_BATCH][UDP_BUF];
+    int rx_mode; /* rx[] headers are set up for: 0 none, 1 plain, 2 with PKTINFO */
 };
+
+/* recvmmsg only rewrites the name and control lengths and the flags of the
+ * entries it fills, so the headers are built once per socket kind and only
+ * those fields are put back after each batch. */
+static void udp_rx_prepare(struct udp_io *io, bool wildcard)
+{
+    if (io->rx_mode == 1 + wildcard)
+        return;
+    for (unsigned i = 0; i < UDP_BATCH; i++) {
+        io->rx_iov[i] = (struct iovec){ io->rx_buf[i], UDP_BUF };
+        io->rx[i].msg_hdr = (struct msghdr){
+            .msg_name = &io->rx_peer[i],
+            .msg_namelen = sizeof io->rx_peer[i],
+            .msg_iov = &io->rx_iov[i],
+            .msg_iovlen = 1,
+            .msg_control = wildcard ? io->rx_ctrl[i] : NULL,
+            .msg_controllen = wildcard ? UDP_CTRL : 0,
+        };
+    }
+    io->rx_mode = 1 + wildcard;
+}
+
+static void udp_rx_rearm(struct udp_io *io, int n, bool wildcard)
+{
+    for (int i = 0; i < n; i++) {
+        io->rx[i].msg_hdr.msg_namelen = sizeof io->rx_peer[i];
+        io->rx[i].msg_hdr.msg_controllen = wildcard ? UDP_CTRL : 0;
+    }
+}
 
 struct udp_io *udp_io_new(void)
 {
@@ -139,20 +169,11 @@ static void udp_on_read(evutil_socket_t fd, short what, void *arg)
     struct udp_io *io = s->w->io;
 
     for (int round = 0; round < UDP_ROUNDS; round++) {
-        for (unsigned i = 0; i < UDP_BATCH; i++) {
-            io->rx_iov[i] = (struct iovec){ io->rx_buf[i], UDP_BUF };
-            io->rx[i].msg_hdr = (struct msghdr){
-                .msg_name = &io->rx_peer[i],
-                .msg_namelen = sizeof io->rx_peer[i],
-                .msg_iov = &io->rx_iov[i],
-                .msg_iovlen = 1,
-                .msg_control = s->wildcard ? io->rx_ctrl[i] : NULL,
-                .msg_controllen = s->wildcard ? UDP_CTRL : 0,
-            };
-        }
+        udp_rx_prepare(io, s->wildcard);
         int n = recvmmsg(fd, io->rx, UDP_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
+        s->w->batch_now = alloc_now(s->w); /* one clock read for the batch's ChannelData */
         unsigned out = 0;
         for (int i = 0; i < n; i++) {
             struct msghdr *h = &io->rx[i].msg_hdr;
@@ -195,6 +216,8 @@ static void udp_on_read(evutil_socket_t fd, short what, void *arg)
         }
         if (out)
             udp_flush(s, io, out);
+        s->w->batch_now = 0;
+        udp_rx_rearm(io, n, s->wildcard);
         if (n < UDP_BATCH)
             return;
     }

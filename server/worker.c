@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "server/creds.h"
 #include "server/dtls.h"
@@ -39,16 +41,46 @@ static size_t rfc5780_addrs(const struct conf *c, const struct sockaddr_storage 
     return 4;
 }
 
+static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    event_base_loopbreak(((struct worker *)arg)->base);
+}
+
+/* A base without locks: every event of a worker is added, fired and removed
+ * on its own thread, so libevent's per-call mutex would be pure cost on the
+ * packet path. The one cross-thread request, stop, comes through an eventfd. */
+static struct event_base *worker_base_new(struct worker *w)
+{
+    struct event_config *cfg = event_config_new();
+    if (!cfg)
+        return NULL;
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (!w->base)
+        return NULL;
+    w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->stop_fd < 0)
+        return NULL;
+    w->stop_ev = event_new(w->base, w->stop_fd, EV_READ, worker_on_stop, w);
+    if (!w->stop_ev || event_add(w->stop_ev, NULL) < 0)
+        return NULL;
+    return w->base;
+}
+
 int worker_init(struct worker *w, struct server *srv, int id)
 {
     memset(w, 0, sizeof *w);
     w->id = id;
     w->srv = srv;
     w->conf = srv->conf;
-    w->base = event_base_new();
+    w->stop_fd = -1;
+    worker_base_new(w);
     w->io = udp_io_new();
     w->turn = calloc(1, sizeof *w->turn);
-    if (!w->base || !w->io || !w->turn || alloc_table_init(w) < 0 || !(w->creds = creds_new(w)) ||
+    if (!w->stop_ev || !w->io || !w->turn || alloc_table_init(w) < 0 || !(w->creds = creds_new(w)) ||
         shared_start(w) < 0) {
         log_error("worker %d: out of memory", id);
         return -1;
@@ -99,10 +131,11 @@ int worker_start(struct worker *w)
 
 void worker_stop(struct worker *w)
 {
-    /* loopexit, not loopbreak: it is queued as an event, so it also stops a
-     * worker whose thread has not entered its loop yet. */
-    if (w->base)
-        event_base_loopexit(w->base, NULL);
+    /* The eventfd stays readable until read, so this also stops a worker
+     * whose thread has not entered its loop yet. */
+    uint64_t one = 1;
+    if (w->base && w->stop_fd >= 0 && write(w->stop_fd, &one, sizeof one) < 0)
+        log_error("worker %d: cannot signal stop: %s", w->id, strerror(errno));
 }
 
 void worker_join_free(struct worker *w)
@@ -117,6 +150,10 @@ void worker_join_free(struct worker *w)
     stream_close_all(w);
     dtls_close_all(w);
     udp_io_free(w->io);
+    if (w->stop_ev)
+        event_free(w->stop_ev);
+    if (w->base && w->stop_fd >= 0) /* a worker never initialised is all zero */
+        close(w->stop_fd);
     if (w->base)
         event_base_free(w->base);
     memset(w, 0, sizeof *w);
