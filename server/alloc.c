@@ -7,6 +7,7 @@
  * indication, written with scatter-gather so the payload is never copied in
  * user space for UDP clients.
  */
+#include "server/clock.h"
 #include "server/alloc.h"
 
 #include <errno.h>
@@ -40,17 +41,23 @@ struct alloc_rx {
     size_t tx_len[ALLOC_RX_BATCH];
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 uint32_t alloc_now(const struct worker *w)
 {
-    uint64_t ms = mono_ms() - w->clock_base_ms;
+    if (w->held_now)
+        return w->held_now;
+    uint64_t ms = clock_mono_ms() - w->clock_base_ms;
     return (uint32_t)(ms * w->conf->time_scale / 1000u) + 1;
+}
+
+void alloc_clock_hold(struct worker *w)
+{
+    w->held_now = 0; /* a fresh reading, not the previous hold's */
+    w->held_now = alloc_now(w);
+}
+
+void alloc_clock_release(struct worker *w)
+{
+    w->held_now = 0;
 }
 
 static void to_mapped(const struct sockaddr *sa, struct in6_addr *out)
@@ -130,7 +137,7 @@ int alloc_table_init(struct worker *w)
 {
     struct alloc_table *t = &w->allocs;
     memset(t, 0, sizeof *t);
-    w->clock_base_ms = mono_ms();
+    w->clock_base_ms = clock_mono_ms();
     t->n_buckets = ALLOC_BUCKETS;
     t->buckets = calloc(t->n_buckets, sizeof *t->buckets);
     t->rx = calloc(1, sizeof *t->rx);
@@ -230,7 +237,7 @@ struct alloc *alloc_create(struct worker *w, const struct client_ops *ops, void 
     a->id = ++t->next_id;
     a->sid = alloc_next_sid(w);
     a->tokens = w->limits.max_bps;
-    a->bucket_ms = mono_ms();
+    a->bucket_ms = clock_mono_ms();
     a->expires = alloc_now(w) + lifetime;
     if (t->count >= t->n_buckets)
         table_grow(t);
@@ -408,7 +415,7 @@ static const struct chan *chan_by_peer(const struct alloc *a, const struct socka
  * one second of burst. */
 static bool bandwidth_refill_take(struct alloc *a, size_t len, uint64_t rate)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = clock_mono_ms();
     uint64_t add = (now - a->bucket_ms) * rate / 1000u;
     if (add) {
         a->tokens = a->tokens + add > rate ? rate : a->tokens + add;
@@ -464,7 +471,7 @@ void alloc_relay_channel(struct alloc *a, const uint8_t *frame, size_t len)
     const uint8_t *data;
     if (stun_channel_decode(frame, len, &number, &data, &dlen) < 0)
         return;
-    uint32_t now = a->w->batch_now ? a->w->batch_now : alloc_now(a->w);
+    uint32_t now = alloc_now(a->w);
     const struct chan *c = chan_by_number(a, number, now);
     if (c)
         relay_to_peer(a, (const struct sockaddr *)&c->peer, data, dlen, now);

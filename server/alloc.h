@@ -154,7 +154,12 @@ int alloc_relay_start(struct alloc *a);
 /* A fresh node-unique allocation id for published statistics. */
 uint64_t alloc_next_sid(struct worker *w);
 
-/* The worker clock, in (scaled) seconds. */
+/* The worker clock, in (scaled) seconds; never 0. */
 uint32_t alloc_now(const struct worker *w);
+/* Read the clock once for a batch of packets: until alloc_clock_release,
+ * alloc_now returns that reading (expiries have one-second resolution, so a
+ * batch needs no fresher one). */
+void alloc_clock_hold(struct worker *w);
+void alloc_clock_release(struct worker *w);
 
 #endif

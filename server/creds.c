@@ -8,6 +8,7 @@
  * come back (or failed), the results go into the cache and, through
  * c->resume, straight to the re-run of the request.
  */
+#include "server/clock.h"
 #include "server/creds.h"
 
 #include <event2/event.h>
@@ -77,13 +78,6 @@ struct creds_worker {
     struct pending *resume; /* the request being re-run, if any */
     struct event *sweep;
 };
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static uint32_t name_hash(const char *s, size_t n)
 {
@@ -178,14 +172,14 @@ static void pending_done(struct pending *p)
         if (p->want_secrets) {
             memcpy(c->secrets, p->secrets, sizeof c->secrets);
             c->n_secrets = p->n_secrets;
-            c->secrets_expires_ms = mono_ms() + ttl;
+            c->secrets_expires_ms = clock_mono_ms() + ttl;
         }
         if (p->want_user && p->user_len < CACHE_USER) {
             struct cache_entry *e = &c->cache[name_hash(p->user, p->user_len) % CACHE_SLOTS];
             entry_from_pending(c, p, e);
             memcpy(e->user, p->user, p->user_len);
             e->user_len = (uint16_t)p->user_len;
-            e->expires_ms = mono_ms() + ttl;
+            e->expires_ms = clock_mono_ms() + ttl;
         }
     }
     if (!p->answered) {
@@ -244,7 +238,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct creds_worker *c = arg;
-    uint64_t now = mono_ms();
+    uint64_t now = clock_mono_ms();
     atomic_store_explicit(&c->w->stats.redis_rtt_us, redis_conn_rtt_us(c->redis),
                           memory_order_relaxed);
     atomic_store_explicit(&c->w->stats.redis_parked, c->n_parked, memory_order_relaxed);
@@ -357,7 +351,7 @@ enum creds_result creds_lookup(struct worker *w, const char *user, size_t len, e
         return CREDS_UNKNOWN;
     }
 
-    uint64_t ms = mono_ms();
+    uint64_t ms = clock_mono_ms();
     const struct cache_entry *e = &c->cache[name_hash(user, len) % CACHE_SLOTS];
     bool cached = e->expires_ms > ms && e->user_len == len && memcmp(e->user, user, len) == 0;
     if (cached && !e->negative) {
@@ -406,7 +400,7 @@ static struct pending *pending_new(struct worker *w, const struct turn_client *t
     p->len = len;
     memcpy(p->user, user, user_len);
     p->user_len = user_len;
-    p->deadline_ms = mono_ms() + CREDS_TIMEOUT_MS;
+    p->deadline_ms = clock_mono_ms() + CREDS_TIMEOUT_MS;
     p->next = c->parked;
     if (c->parked)
         c->parked->prev = p;

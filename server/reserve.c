@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/clock.h"
+
 #include "server/net.h"
 
 /* Owns the held sockets. */
@@ -25,13 +27,6 @@ struct reserve {
         time_t expires;
     } e[RESERVE_MAX];
 };
-
-static time_t now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
-}
 
 struct reserve *reserve_new(void)
 {
@@ -55,7 +50,7 @@ void reserve_free(struct reserve *r)
 int reserve_put(struct reserve *r, int fd, const struct sockaddr *addr, uint8_t token[8])
 {
     int rc = -1;
-    time_t now = now_s();
+    time_t now = (time_t)(clock_mono_ms() / 1000u);
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < RESERVE_MAX; i++) {
         if (r->e[i].used && r->e[i].expires <= now) {
@@ -80,7 +75,7 @@ int reserve_put(struct reserve *r, int fd, const struct sockaddr *addr, uint8_t 
 int reserve_take(struct reserve *r, const uint8_t token[8], struct sockaddr_storage *addr)
 {
     int fd = -1;
-    time_t now = now_s();
+    time_t now = (time_t)(clock_mono_ms() / 1000u);
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < RESERVE_MAX; i++) {
         if (r->e[i].used && memcmp(r->e[i].token, token, 8) == 0) {

@@ -63,7 +63,7 @@ struct worker {
     struct udp_io *io;     /* recvmmsg/sendmmsg scratch, owned */
     struct alloc_table allocs;  /* this worker's TURN allocations */
     uint64_t clock_base_ms;     /* alloc_now() epoch */
-    uint32_t batch_now;         /* alloc_now() read once for a UDP batch; 0 outside one */
+    uint32_t held_now;          /* alloc_now() held for a batch (alloc_clock_hold); else 0 */
     struct turn_worker *turn;   /* transaction cache, rate limits; owned */
     struct worker_stats stats;  /* written by this worker only (stats.h) */
     struct creds_worker *creds; /* Redis connection and credential cache; owned */

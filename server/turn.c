@@ -11,6 +11,7 @@
  * dispatches and holds the small methods; authentication is in
  * turn_auth.c, Allocate in turn_alloc.c (shared declarations: turn_int.h).
  */
+#include "server/clock.h"
 #include "server/turn.h"
 
 #include <string.h>
@@ -27,13 +28,6 @@
 
 #define TXCACHE_MS 40000 /* RFC 8489 section 6.2.1: Rc * RTO, about 40 s */
 
-uint64_t turn_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static size_t txcache_slot(const struct stun_msg *m)
 {
     uint32_t h;
@@ -47,7 +41,7 @@ static size_t txcache_find(const struct turn_client *tc, const struct stun_msg *
     typeof(tc->w->turn->tx[0]) *e = &tc->w->turn->tx[txcache_slot(m)];
     if (!e->len || e->conn != tc->conn || memcmp(e->tid, m->tid, STUN_TID_LEN) != 0 ||
         !net_addr_equal((struct sockaddr *)&e->client, client) || e->len > cap ||
-        turn_mono_ms() - e->at_ms > TXCACHE_MS)
+        clock_mono_ms() - e->at_ms > TXCACHE_MS)
         return 0;
     memcpy(out, e->resp, e->len);
     return e->len;
@@ -62,7 +56,7 @@ static void txcache_put(const struct turn_client *tc, const struct stun_msg *m,
     memcpy(e->tid, m->tid, STUN_TID_LEN);
     e->conn = tc->conn;
     memcpy(&e->client, client, net_addr_len(client));
-    e->at_ms = turn_mono_ms();
+    e->at_ms = clock_mono_ms();
     memcpy(e->resp, resp, len);
     e->len = (uint16_t)len;
 }

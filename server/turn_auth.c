@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "server/clock.h"
 #include "server/creds.h"
 #include "server/log.h"
 #include "server/net.h"
@@ -41,7 +42,7 @@ bool turn_rate_take(struct worker *w, const struct sockaddr *client)
         return true;
     uint32_t h = ip_hash(client);
     typeof(w->turn->rate[0]) *r = &w->turn->rate[h % TURN_RATE_SLOTS];
-    uint64_t now = turn_mono_ms();
+    uint64_t now = clock_mono_ms();
     uint32_t burst = rate * RATE_BURST_FACTOR;
     if (r->ip_hash != h) {
         r->ip_hash = h;

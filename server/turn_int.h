@@ -26,8 +26,6 @@ struct turn_auth {
     bool sha256; /* request carried MESSAGE-INTEGRITY-SHA256: answer with it */
 };
 
-uint64_t turn_mono_ms(void);
-
 /* Replies (turn.c). Errors are signed when au is not NULL. */
 void turn_enc_start(struct stun_enc *e, const struct stun_msg *m, uint8_t cls, uint8_t *out,
                     size_t cap);

@@ -173,7 +173,7 @@ static void udp_on_read(evutil_socket_t fd, short what, void *arg)
         int n = recvmmsg(fd, io->rx, UDP_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
-        s->w->batch_now = alloc_now(s->w); /* one clock read for the batch's ChannelData */
+        alloc_clock_hold(s->w);
         unsigned out = 0;
         for (int i = 0; i < n; i++) {
             struct msghdr *h = &io->rx[i].msg_hdr;
@@ -216,7 +216,7 @@ static void udp_on_read(evutil_socket_t fd, short what, void *arg)
         }
         if (out)
             udp_flush(s, io, out);
-        s->w->batch_now = 0;
+        alloc_clock_release(s->w);
         udp_rx_rearm(io, n, s->wildcard);
         if (n < UDP_BATCH)
             return;
