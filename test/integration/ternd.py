@@ -31,10 +31,26 @@ def temp_dir(prefix="tern-test-"):
     return d
 
 
+_given = set()  # ports handed out in this run: two picks made before either is bound must differ
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(kinds=(socket.SOCK_DGRAM, socket.SOCK_STREAM), hosts=("127.0.0.1",)):
-    """A port free for every kind and host given (UDP and TCP by default)."""
+    """A port free for every kind and host given (UDP and TCP by default), below the
+    kernel's ephemeral range (so no outgoing connection takes it before the test binds it)
+    and not handed out before in this run."""
+    top = max(20999, min(40000, _ephemeral_low() - 301))
     for _ in range(200):
-        port = random.randint(20000, 40000)
+        port = random.randint(20000, top)
+        if port in _given:
+            continue
         ok = True
         for host in hosts:
             fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -47,6 +63,7 @@ def free_port(kinds=(socket.SOCK_DGRAM, socket.SOCK_STREAM), hosts=("127.0.0.1",
                 finally:
                     s.close()
         if ok:
+            _given.add(port)
             return port
     raise RuntimeError("no free port")
 
