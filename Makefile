@@ -14,7 +14,7 @@ LDFLAGS  += $(SAN)
 PROTO_SRC  := $(wildcard proto/*.c)
 AUTH_SRC   := $(wildcard auth/*.c)
 CONF_SRC   := $(wildcard conf/*.c)
-SERVER_SRC := $(wildcard server/*.c)
+SERVER_SRC := $(wildcard server/*.c server/*/*.c)
 LIB_SRC    := $(PROTO_SRC) $(AUTH_SRC) $(CONF_SRC)
 LIB_OBJ    := $(LIB_SRC:%.c=$(B)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(B)/%.o)
@@ -33,8 +33,11 @@ $(B)/%.o: %.c
 $(B)/ternd: $(SERVER_OBJ) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# Server modules that are pure functions, unit tested without a running server.
-UNIT_EXTRA := $(B)/server/policy.o $(B)/server/binding.o $(B)/server/net.o
+# The server below its transports, for unit tests that drive the TURN service
+# and allocations with no client sockets and no Redis: cluster/ is replaced
+# by a fake (test/unit/fake_cluster.c) that answers now, later or never.
+CORE_OBJ   := $(patsubst %.c,$(B)/%.o,$(wildcard server/core/*.c server/relay/*.c server/stun/*.c server/turn/*.c))
+UNIT_EXTRA := $(CORE_OBJ) $(B)/test/unit/fake_cluster.o
 
 $(B)/test_%: $(B)/test/unit/test_%.o $(LIB_OBJ) $(UNIT_EXTRA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

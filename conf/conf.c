@@ -457,7 +457,8 @@ static int conf_load_limits(const struct conf_ctx *x, struct conf *c, const conf
 {
     static const char *const keys[] = {"user_quota",      "total_quota",  "max_bps",
                                        "max_lifetime",    "max_connections", "idle_timeout",
-                                       "handshake_timeout", "unauth_rate", "time_scale", NULL};
+                                       "handshake_timeout", "unauth_rate", "unauth_global_rate",
+                                       "unauth_global_bps", "time_scale", NULL};
     config_setting_t *g;
     if (conf_take_group(x, root, "limits", keys, &g) < 0)
         return -1;
@@ -471,6 +472,8 @@ static int conf_load_limits(const struct conf_ctx *x, struct conf *c, const conf
         conf_take_uint(x, g, "idle_timeout", 1, 86400, &c->idle_timeout) < 0 ||
         conf_take_uint(x, g, "handshake_timeout", 1, 3600, &c->handshake_timeout) < 0 ||
         conf_take_uint(x, g, "unauth_rate", 0, 1000000, &c->unauth_rate) < 0 ||
+        conf_take_uint(x, g, "unauth_global_rate", 0, 100000000, &c->unauth_global_rate) < 0 ||
+        conf_take_u64(x, g, "unauth_global_bps", 0, INT64_MAX, &c->unauth_global_bps) < 0 ||
         conf_take_uint(x, g, "time_scale", 1, 1000, &c->time_scale) < 0)
         return -1;
     return 0;
@@ -596,6 +599,8 @@ void conf_init_defaults(struct conf *c)
     c->idle_timeout = 300;
     c->handshake_timeout = 10;
     c->unauth_rate = 50;
+    c->unauth_global_rate = 10000;
+    c->unauth_global_bps = 4u << 20;
     c->time_scale = 1;
     c->nonce_lifetime = 600;
     c->cache_ttl = 5;

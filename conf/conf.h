@@ -81,10 +81,12 @@ struct conf {
     unsigned user_quota, total_quota; /* 0: unlimited */
     uint64_t max_bps;                 /* 0: unlimited */
     unsigned max_lifetime;            /* seconds */
-    unsigned max_connections;         /* TCP+TLS+DTLS sessions per worker */
+    unsigned max_connections;         /* TCP+TLS connections, and DTLS sessions, per worker */
     unsigned idle_timeout;            /* seconds, idle stream connections */
     unsigned handshake_timeout;       /* seconds, TLS/DTLS handshakes */
     unsigned unauth_rate;             /* unauthenticated TURN requests/s per source IP; 0: off */
+    unsigned unauth_global_rate;      /* unauthenticated TURN answers/s per node; 0: off */
+    uint64_t unauth_global_bps;       /* and their bytes/s per node; 0: off */
     unsigned time_scale;              /* TURN timers run this many times faster (tests only) */
     unsigned nonce_lifetime;          /* seconds before a nonce is stale (438) */
     unsigned cache_ttl;               /* seconds Redis answers are cached per worker */

@@ -17,12 +17,13 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
-#include "server/log.h"
+#include "server/core/log.h"
+#include "server/core/net.h"
 #include "server/metrics.h"
-#include "server/net.h"
-#include "server/quota.h"
-#include "server/reserve.h"
+#include "server/relay/quota.h"
+#include "server/relay/reserve.h"
 #include "server/server.h"
+#include "server/transport/transport.h"
 
 /* The main thread's base: signals only. */
 static struct event_base *main_base;
@@ -42,7 +43,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (sig == SIGHUP) {
         if (log_reopen() < 0)
             log_error("SIGHUP: cannot reopen log: %s", strerror(errno));
-        if (tls_server_load(srv) < 0)
+        /* Interface addresses may have changed: each worker re-reads them
+         * for its peer policy, on its own thread. */
+        for (int i = 0; i < srv->n_workers; i++)
+            worker_post(&srv->workers[i], WORKER_REFRESH_HOST);
+        if (tls_server_load(&srv->tls) < 0)
             log_error("SIGHUP: certificate reload failed; keeping the old certificates");
         else
             log_info("SIGHUP: log reopened, certificates reloaded");
@@ -175,7 +180,6 @@ int main(int argc, char **argv)
 
     static struct server srv;
     srv.conf = &conf;
-    pthread_mutex_init(&srv.tls_lock, NULL);
     int rc = 1;
     if (RAND_bytes(srv.cookie_secret, sizeof srv.cookie_secret) != 1) {
         log_error("cannot seed the DTLS cookie key");
@@ -189,7 +193,6 @@ int main(int argc, char **argv)
         log_error("cannot build the user store");
         goto out;
     }
-    policy_init(&srv.policy, &conf);
     if (conf.redis[0]) {
         if (redis_url_parse(conf.redis, &srv.redis_url) < 0) {
             log_error("auth.redis: cannot parse \"%s\" (redis://[:password@]host[:port][/db] or "
@@ -202,9 +205,9 @@ int main(int argc, char **argv)
     srv.resv = reserve_new();
     if (!srv.quota || !srv.resv)
         goto out;
-    if (tls_server_load(&srv) < 0)
+    if (tls_server_init(&srv.tls, &conf) < 0)
         goto out;
-    if (worker_probe_addrs(&conf, err, sizeof err) < 0) {
+    if (transport_probe_addrs(&conf, err, sizeof err) < 0) {
         log_error("%s", err);
         goto out;
     }
@@ -258,16 +261,15 @@ int main(int argc, char **argv)
     if (base)
         event_base_free(base);
     for (int i = 0; i < srv.n_workers; i++)
-        worker_stop(&srv.workers[i]);
+        worker_post(&srv.workers[i], WORKER_STOP);
     for (int i = 0; i < srv.n_workers; i++)
         worker_join_free(&srv.workers[i]);
     free(srv.workers);
 out:
-    tls_server_free(&srv);
+    tls_server_free(&srv.tls);
     auth_store_free(&srv.auth);
     quota_free(srv.quota);
     reserve_free(srv.resv);
-    pthread_mutex_destroy(&srv.tls_lock);
     log_info("stopped");
     log_close();
     conf_free(&conf);

@@ -32,10 +32,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/log.h"
-#include "server/net.h"
+#include "server/core/log.h"
+#include "server/core/net.h"
+#include "server/core/stats.h"
 #include "server/server.h"
-#include "server/stats.h"
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define METRICS_TIMEOUT_S 10  /* a scraper that stalls loses its connection */
@@ -59,7 +59,7 @@ static const char *const code_names[STATS_N_CODES] = {
 static const char *const transport_names[STATS_N_TRANSPORTS] = { "udp", "tcp", "tls", "dtls" };
 static const char *const drop_names[STATS_N_DROPS] = {
     "no_permission", "no_allocation", "no_channel", "bandwidth",
-    "rate_limit", "malformed", "send_failed",
+    "rate_limit", "malformed", "send_failed", "unauth_budget",
 };
 static const char *const dir_names[STATS_N_DIRS] = { "to_peer", "to_client" };
 

@@ -1,6 +1,15 @@
 /*
- * worker.c - a worker thread: its event base and its share of every listen
- * address. See server.h for the threading model.
+ * worker.c - a worker thread: its event base, and its instance of every
+ * layer, wired together here (see server.h for the threading model):
+ *
+ *   cluster   (Redis: credentials, quotas, statistics, realm limits)
+ *   relay     (allocations; tells turn of their end through a hook)
+ *   turn      (TURN service; uses relay and cluster)
+ *   transport (sockets; sessions hand messages to stun, then turn)
+ *
+ * Shutdown runs the other way: the transport ends every session (their
+ * parked requests are cancelled, their allocations end), then the relay
+ * table, the TURN service and the cluster go.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -10,47 +19,30 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "server/creds.h"
-#include "server/dtls.h"
-#include "server/log.h"
-#include "server/net.h"
+#include "server/cluster/cluster.h"
+#include "server/core/log.h"
+#include "server/relay/alloc.h"
 #include "server/server.h"
-#include "server/stream.h"
-#include "server/turn.h"
-#include "server/udp.h"
+#include "server/transport/transport.h"
+#include "server/turn/turn.h"
 
-/*
- * The RFC 5780 address set of a UDP listen address: itself, its alternate
- * port, the alternate IP, and both. Only for a specific IP of the same family
- * as the alternate: a wildcard listener has no single address to report as
- * RESPONSE-ORIGIN. Returns how many addresses were written (1 or 4).
- */
-static size_t rfc5780_addrs(const struct conf *c, const struct sockaddr_storage *listen,
-                            struct sockaddr_storage out[4])
+static void worker_on_wake(evutil_socket_t fd, short what, void *arg)
 {
-    out[0] = *listen;
-    const struct sockaddr *l = (const struct sockaddr *)listen;
-    const struct sockaddr *alt = (const struct sockaddr *)&c->alternate;
-    if (!c->has_alternate || alt->sa_family != l->sa_family || net_addr_is_any(l))
-        return 1;
-    out[1] = *listen;
-    net_addr_set_port((struct sockaddr *)&out[1], net_addr_port(alt));
-    out[2] = c->alternate;
-    net_addr_set_port((struct sockaddr *)&out[2], net_addr_port(l));
-    out[3] = c->alternate;
-    return 4;
-}
-
-static void worker_on_stop(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
     (void)what;
-    event_base_loopbreak(((struct worker *)arg)->base);
+    struct worker *w = arg;
+    uint64_t n;
+    if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
+        log_error("worker %d: cannot read its wake-up: %s", w->id, strerror(errno));
+    unsigned r = atomic_exchange(&w->requests, 0);
+    if (r & WORKER_REFRESH_HOST)
+        turn_refresh_host(w->turn);
+    if (r & WORKER_STOP)
+        event_base_loopbreak(w->base);
 }
 
 /* A base without locks: every event of a worker is added, fired and removed
  * on its own thread, so libevent's per-call mutex would be pure cost on the
- * packet path. The one cross-thread request, stop, comes through an eventfd. */
+ * packet path. Requests from the main thread come through an eventfd. */
 static struct event_base *worker_base_new(struct worker *w)
 {
     struct event_config *cfg = event_config_new();
@@ -61,11 +53,11 @@ static struct event_base *worker_base_new(struct worker *w)
     event_config_free(cfg);
     if (!w->base)
         return NULL;
-    w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (w->stop_fd < 0)
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->wake_fd < 0)
         return NULL;
-    w->stop_ev = event_new(w->base, w->stop_fd, EV_READ, worker_on_stop, w);
-    if (!w->stop_ev || event_add(w->stop_ev, NULL) < 0)
+    w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, worker_on_wake, w);
+    if (!w->wake_ev || event_add(w->wake_ev, NULL) < 0)
         return NULL;
     return w->base;
 }
@@ -76,40 +68,46 @@ int worker_init(struct worker *w, struct server *srv, int id)
     w->id = id;
     w->srv = srv;
     w->conf = srv->conf;
-    w->stop_fd = -1;
-    worker_base_new(w);
-    w->io = udp_io_new();
-    w->turn = calloc(1, sizeof *w->turn);
-    if (!w->stop_ev || !w->io || !w->turn || alloc_table_init(w) < 0 || !(w->creds = creds_new(w)) ||
-        shared_start(w) < 0) {
-        log_error("worker %d: out of memory", id);
+    w->wake_fd = -1;
+    const struct conf *c = w->conf;
+    clock_scaled_init(&w->clock, c->time_scale);
+    w->limits = (struct limits){ c->max_bps, c->user_quota, c->total_quota };
+    if (!worker_base_new(w))
+        goto nomem;
+    if (srv->has_redis) {
+        struct cluster_env ce = { .worker_id = id, .base = w->base, .conf = c,
+                                  .url = &srv->redis_url, .stats = &w->stats,
+                                  .limits = &w->limits };
+        if (!(w->cluster = cluster_new(&ce)))
+            goto nomem;
+    }
+    struct turn_env te = { .worker_id = id, .n_workers = srv->n_workers, .node_id = srv->node_id,
+                           .base = w->base, .conf = c, .stats = &w->stats, .clock = &w->clock,
+                           .limits = &w->limits, .auth = &srv->auth,
+                           .nonce_key = srv->nonce_key, .quota = srv->quota,
+                           .resv = srv->resv, .cluster = w->cluster };
+    if (!(w->turn = turn_new(&te)))
+        goto nomem;
+    struct relay_env re = { .base = w->base, .conf = c, .clock = &w->clock, .stats = &w->stats,
+                            .limits = &w->limits, .quota = srv->quota,
+                            .on_death = turn_on_alloc_death, .death_arg = w->turn };
+    if (!(w->relay = relay_table_new(&re)))
+        goto nomem;
+    turn_set_relay(w->turn, w->relay);
+    struct transport_env xe = { .worker_id = id, .base = w->base, .conf = c, .stats = &w->stats,
+                                .clock = &w->clock, .turn = w->turn, .tls = &srv->tls,
+                                .cookie_secret = srv->cookie_secret };
+    if (!(w->transport = transport_new(&xe)))
+        goto nomem;
+    char err[256];
+    if (transport_listen_all(w->transport, err, sizeof err) < 0) {
+        log_error("%s", err);
         return -1;
     }
-    const struct conf *c = w->conf;
-    for (size_t i = 0; i < c->n_listen; i++) {
-        const struct conf_listen *l = &c->listen[i];
-        struct sockaddr_storage addrs[4], failed = l->addr;
-        int rc;
-        switch (l->proto) {
-        case CONF_UDP:
-            rc = udp_listen(w, addrs, rfc5780_addrs(c, &l->addr, addrs), &failed);
-            break;
-        case CONF_TCP:
-        case CONF_TLS:
-            rc = stream_listen(w, &l->addr, l->proto == CONF_TLS);
-            break;
-        default:
-            rc = dtls_listen(w, &l->addr);
-            break;
-        }
-        if (rc < 0) {
-            char a[NET_ADDRSTRLEN];
-            log_error("cannot listen on %s %s: %s", conf_proto_name(l->proto),
-                      net_addr_format((struct sockaddr *)&failed, a, sizeof a), strerror(-rc));
-            return -1;
-        }
-    }
     return 0;
+nomem:
+    log_error("worker %d: out of memory", id);
+    return -1;
 }
 
 static void *worker_main(void *arg)
@@ -129,56 +127,29 @@ int worker_start(struct worker *w)
     return 0;
 }
 
-void worker_stop(struct worker *w)
+void worker_post(struct worker *w, enum worker_request r)
 {
-    /* The eventfd stays readable until read, so this also stops a worker
+    /* The eventfd stays readable until read, so this also reaches a worker
      * whose thread has not entered its loop yet. */
     uint64_t one = 1;
-    if (w->base && w->stop_fd >= 0 && write(w->stop_fd, &one, sizeof one) < 0)
-        log_error("worker %d: cannot signal stop: %s", w->id, strerror(errno));
+    atomic_fetch_or(&w->requests, (unsigned)r);
+    if (w->base && w->wake_fd >= 0 && write(w->wake_fd, &one, sizeof one) < 0)
+        log_error("worker %d: cannot wake: %s", w->id, strerror(errno));
 }
 
 void worker_join_free(struct worker *w)
 {
     if (w->thread)
         pthread_join(w->thread, NULL);
-    alloc_table_free(w);
-    shared_stop(w);
-    creds_free(w->creds);
-    free(w->turn);
-    udp_close_all(w);
-    stream_close_all(w);
-    dtls_close_all(w);
-    udp_io_free(w->io);
-    if (w->stop_ev)
-        event_free(w->stop_ev);
-    if (w->base && w->stop_fd >= 0) /* a worker never initialised is all zero */
-        close(w->stop_fd);
+    transport_free(w->transport);
+    relay_table_free(w->relay);
+    turn_free(w->turn);
+    cluster_free(w->cluster);
+    if (w->wake_ev)
+        event_free(w->wake_ev);
+    if (w->base && w->wake_fd >= 0) /* a worker never initialised is all zero */
+        close(w->wake_fd);
     if (w->base)
         event_base_free(w->base);
     memset(w, 0, sizeof *w);
-}
-
-/* The addresses a worker will bind, for the pre-flight "in use" check. */
-int worker_probe_addrs(const struct conf *c, char *err, size_t err_len)
-{
-    for (size_t i = 0; i < c->n_listen; i++) {
-        const struct conf_listen *l = &c->listen[i];
-        struct sockaddr_storage addrs[4];
-        size_t n = l->proto == CONF_UDP ? rfc5780_addrs(c, &l->addr, addrs) : 1;
-        if (n == 1)
-            addrs[0] = l->addr;
-        int type = (l->proto == CONF_UDP || l->proto == CONF_DTLS) ? SOCK_DGRAM : SOCK_STREAM;
-        for (size_t k = 0; k < n; k++) {
-            int rc = net_probe_bind((const struct sockaddr *)&addrs[k], type);
-            if (rc < 0) {
-                char a[NET_ADDRSTRLEN];
-                snprintf(err, err_len, "cannot listen on %s %s: %s", conf_proto_name(l->proto),
-                         net_addr_format((struct sockaddr *)&addrs[k], a, sizeof a),
-                         strerror(-rc));
-                return -1;
-            }
-        }
-    }
-    return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * fuzz_binding - libFuzzer target for the Binding service (server/binding.c)
+ * fuzz_binding - libFuzzer target for the Binding service (server/stun/binding.c)
  * as a whole: any datagram, from an IPv4 or IPv6 client, with or without
  * RFC 5780, must be answered within the amplification bound or dropped, and
  * an answer must itself decode as a STUN response with our transaction ID.
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "proto/stun.h"
-#include "server/binding.h"
+#include "server/stun/binding.h"
 
 static void env_init(struct binding_env *env, bool v6, bool rfc5780, unsigned self)
 {
@@ -62,7 +62,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(req, data, size);
     uint8_t out[4096];
     struct binding_route route;
-    size_t n = binding_handle(&env, req, size, (struct sockaddr *)&client, out, sizeof out, &route);
+    size_t n = binding_handle(&env, req, size, (struct sockaddr *)&client, out, sizeof out, &route,
+                              NULL);
     if (n) {
         if (n > size + BINDING_MAX_GROWTH)
             abort(); /* amplification bound broken */

@@ -1,5 +1,5 @@
 /*
- * test_policy.c - unit tests for the relay peer policy (server/policy.c).
+ * test_policy.c - unit tests for the relay peer policy (server/relay/policy.c).
  *
  * The tables are the point: CVE-2020-26262 was a policy that denied
  * 127.0.0.1 but not 0.0.0.0 or ::ffff:127.0.0.1, so every forbidden range is
@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "conf/conf.h"
-#include "server/policy.h"
+#include "server/relay/policy.h"
 
 struct pcase {
     const char *ip;
@@ -280,6 +280,76 @@ static void test_by_hand(void **state)
     free(c);
 }
 
+/* RFC 8215's local-use NAT64 prefix carries IPv4 like the well-known one, at
+ * whatever RFC 6052 prefix length the operator chose. */
+static void test_nat64_local_use(void **state)
+{
+    (void)state;
+    static const struct pcase t[] = {
+        {"64:ff9b:1::a9fe:a9fe", false},          /* /96: 169.254.169.254 */
+        {"64:ff9b:1::a00:1", false},              /* /96: 10.0.0.1 */
+        {"64:ff9b:1::7f00:1", false},             /* /96: 127.0.0.1 */
+        {"64:ff9b:1::808:808", true},             /* /96: 8.8.8.8 */
+        {"64:ff9b:1:abcd:a:0:100:0", false},      /* /64: 10.0.0.1 */
+        {"64:ff9b:1:abcd:8:808:800:0", true},     /* /64: 8.8.8.8 */
+        {"64:ff9b:1:a9fe:a9:fe00::", false},      /* /48: 169.254.169.254 */
+        {"64:ff9b:1:a9:fe:a9fe::", false},        /* /56: 169.254.169.254 */
+    };
+    struct conf c;
+    struct policy p;
+    load(&c, &p, "");
+    CHECK(&p, t);
+    conf_free(&c);
+}
+
+/* An allow rule that covers only the IPv6 spelling admits nothing of the
+ * IPv4 address inside it: the IPv4 address itself must be allowed. */
+static void test_allow_ipv6_form_admits_no_ipv4(void **state)
+{
+    (void)state;
+    static const struct pcase t[] = {
+        {"64:ff9b::a00:1", false},                            /* 10.0.0.1 */
+        {"64:ff9b::a9fe:a9fe", false},                        /* 169.254.169.254 */
+        {"2002:0a00:0001::1", false},                         /* 6to4 10.0.0.1 */
+        {"2001:0:4136:e378:8000:63bf:f5ff:fffe", false},      /* Teredo 10.0.0.1 */
+        {"2002:0808:0808::1", true},                          /* 6to4 8.8.8.8 */
+        {"2606:4700::1", true},                               /* plain IPv6 */
+    };
+    struct conf c;
+    struct policy p;
+    load(&c, &p, "peers = { allow = [\"64:ff9b::/96\", \"2000::/3\"]; };");
+    CHECK(&p, t);
+    conf_free(&c);
+    static const struct pcase v4[] = {{"64:ff9b::a00:1", true}, {"2002:0a00:0001::1", true}};
+    load(&c, &p, "peers = { allow = [\"10.0.0.0/8\"]; };");
+    CHECK(&p, v4);
+    conf_free(&c);
+}
+
+/* The host's own interface addresses are never peers (RFC 8656 section 21),
+ * in any spelling; their neighbours are. */
+static void test_host_addresses(void **state)
+{
+    (void)state;
+    static const struct pcase t[] = {
+        {"11.0.0.1", false}, {"::ffff:11.0.0.1", false}, {"64:ff9b::b00:1", false},
+        {"2606:4700::4", false}, {"11.0.0.2", true}, {"2606:4700::5", true},
+    };
+    struct conf c;
+    struct policy p;
+    load(&c, &p, "");
+    struct sockaddr_in6 host[2];
+    memset(host, 0, sizeof host);
+    struct sockaddr_storage ss;
+    conf_parse_ip("11.0.0.1", 0, &ss);
+    memcpy(&host[0], &ss, sizeof(struct sockaddr_in));
+    conf_parse_ip("2606:4700::4", 0, &ss);
+    memcpy(&host[1], &ss, sizeof(struct sockaddr_in6));
+    policy_set_host(&p, host, 2);
+    CHECK(&p, t);
+    conf_free(&c);
+}
+
 static void test_odd_input(void **state)
 {
     (void)state;
@@ -303,7 +373,9 @@ int main(void)
         cmocka_unit_test(test_allow_loopback), cmocka_unit_test(test_allow_list),
         cmocka_unit_test(test_deny_list),      cmocka_unit_test(test_deny_wins),
         cmocka_unit_test(test_own_addresses),  cmocka_unit_test(test_by_hand),
-        cmocka_unit_test(test_odd_input),
+        cmocka_unit_test(test_odd_input),      cmocka_unit_test(test_nat64_local_use),
+        cmocka_unit_test(test_allow_ipv6_form_admits_no_ipv4),
+        cmocka_unit_test(test_host_addresses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,116 @@
+/*
+ * limits.c - per-realm limits from Redis (cluster.h), in coturn's keys
+ * turn/realm/<realm>/max-bps, user-quota and total-quota, polled every
+ * auth.cache_ttl seconds into the worker's struct limits; the
+ * configuration's value applies while a key is unset.
+ *
+ * A value is taken only if it is a decimal integer that fits its field
+ * (max-bps: 64 bits; quotas: 32 bits): anything else, 4294967296 for a
+ * quota among them, would wrap to some other limit, 0 (unlimited) included.
+ * It is ignored with one log line per key and value.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/cluster/cluster_int.h"
+#include "server/core/core.h"
+#include "server/core/log.h"
+
+enum { LIMIT_MAX_BPS, LIMIT_USER_QUOTA, LIMIT_TOTAL_QUOTA, N_LIMITS };
+
+static const char *const limit_leaf[N_LIMITS] = { "max-bps", "user-quota", "total-quota" };
+
+/*
+ * A Redis value as a limit: 0 and *out set, or -1 when it is not one (the
+ * caller keeps the configured value). max is the field's largest value.
+ */
+int cluster_limit_parse(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+    char tmp[32];
+    if (len == 0 || len >= sizeof tmp)
+        return -1;
+    memcpy(tmp, s, len);
+    tmp[len] = 0;
+    for (size_t i = 0; i < len; i++)
+        if (tmp[i] < '0' || tmp[i] > '9')
+            return -1;
+    errno = 0;
+    unsigned long long v = strtoull(tmp, NULL, 10);
+    if (errno == ERANGE || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* What to say once about a bad value: the last one logged per key. */
+static char limit_logged[N_LIMITS][32];
+
+static void on_limit(struct redisReply *r, struct cluster *c, int which)
+{
+    if (!r)
+        return; /* Redis gone: keep what we had */
+    const struct conf *cf = c->env.conf;
+    struct limits *l = c->env.limits;
+    uint64_t v = 0, max = which == LIMIT_MAX_BPS ? UINT64_MAX : UINT_MAX;
+    bool set = false;
+    if (r->type == REDIS_REPLY_STRING) {
+        set = cluster_limit_parse(r->str, (size_t)r->len, max, &v) == 0;
+        if (!set && c->env.worker_id == 0) {
+            char shown[32];
+            snprintf(shown, sizeof shown, "%.*s", r->len < 31 ? (int)r->len : 31, r->str);
+            if (strcmp(shown, limit_logged[which]) != 0) {
+                memcpy(limit_logged[which], shown, sizeof shown);
+                log_warn("redis: turn/realm/%s/%s = \"%s\" is not a limit (0 to %llu); "
+                         "using the configured value",
+                         cf->realm, limit_leaf[which], shown, (unsigned long long)max);
+            }
+        }
+    }
+    switch (which) {
+    case LIMIT_MAX_BPS: l->max_bps = set ? v : cf->max_bps; break;
+    case LIMIT_USER_QUOTA: l->user_quota = set ? (unsigned)v : cf->user_quota; break;
+    default: l->total_quota = set ? (unsigned)v : cf->total_quota; break;
+    }
+}
+
+static void on_max_bps(struct redisReply *r, void *arg) { on_limit(r, arg, LIMIT_MAX_BPS); }
+static void on_user_quota(struct redisReply *r, void *arg) { on_limit(r, arg, LIMIT_USER_QUOTA); }
+static void on_total_quota(struct redisReply *r, void *arg) { on_limit(r, arg, LIMIT_TOTAL_QUOTA); }
+
+static void poll_limits(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct cluster *c = arg;
+    struct timeval tv = { .tv_sec = c->env.conf->cache_ttl };
+    event_add(c->limits_timer, &tv);
+    if (!cluster_up(c))
+        return;
+    static const redis_reply_fn fns[N_LIMITS] = { on_max_bps, on_user_quota, on_total_quota };
+    for (int i = 0; i < N_LIMITS; i++) {
+        char key[CONF_STR + 64];
+        int n = snprintf(key, sizeof key, "turn/realm/%s/%s", c->env.conf->realm, limit_leaf[i]);
+        const char *argv[] = { "GET", key };
+        size_t lens[] = { 3, (size_t)n };
+        redis_conn_command(c->redis, fns[i], c, 2, argv, lens);
+    }
+}
+
+int cluster_limits_start(struct cluster *c)
+{
+    /* First soon, as the connection comes up; then every cache_ttl. */
+    c->limits_timer = evtimer_new(c->env.base, poll_limits, c);
+    struct timeval soon = { .tv_sec = 0, .tv_usec = 200000 };
+    return c->limits_timer && event_add(c->limits_timer, &soon) == 0 ? 0 : -1;
+}
+
+void cluster_limits_stop(struct cluster *c)
+{
+    if (c->limits_timer)
+        event_free(c->limits_timer);
+    c->limits_timer = NULL;
+}

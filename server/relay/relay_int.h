@@ -1,0 +1,37 @@
+/*
+ * relay_int.h - what the parts of relay/ share (alloc.c: the table, wheel,
+ * permissions and channels; relay_data.c: relay sockets and the data
+ * paths). Not for use outside server/relay/.
+ */
+#ifndef TERN_SERVER_RELAY_RELAY_INT_H
+#define TERN_SERVER_RELAY_RELAY_INT_H
+
+#include "server/relay/alloc.h"
+
+struct relay_rx;
+
+/* A worker's allocations. Owned by the worker (relay_table_new/free). */
+struct relay_table {
+    struct relay_env env;
+    struct alloc **buckets;
+    size_t n_buckets;
+    size_t count;
+    struct alloc *wheel[ALLOC_WHEEL_SLOTS];
+    uint32_t wheel_pos; /* last second processed */
+    struct event *tick;
+    uint32_t next_id;
+    uint64_t rng;          /* xorshift state: relay ports, Data indication ids */
+    struct relay_rx *rx;   /* relay receive scratch, owned */
+};
+
+uint64_t relay_rng_next(struct relay_table *t);
+/* relay_data.c: the receive scratch of a table. */
+struct relay_rx *relay_rx_new(void);
+void relay_rx_free(struct relay_rx *rx);
+/* Live channel of a number / of a peer at time now, or NULL. */
+const struct chan *relay_chan_by_number(const struct alloc *a, uint16_t number, uint32_t now);
+const struct chan *relay_chan_by_peer(const struct alloc *a, const struct sockaddr *peer,
+                                      uint32_t now);
+bool relay_perm_ok_at(const struct alloc *a, const struct sockaddr *peer, uint32_t now);
+
+#endif

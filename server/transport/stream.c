@@ -1,0 +1,302 @@
+/*
+ * stream.c - TCP and TLS listeners (evconnlistener + bufferevents, TLS with
+ * bufferevent_openssl). STUN messages and ChannelData frames share one
+ * stream (RFC 8489 section 6.2.2, RFC 8656 section 12.5).
+ *
+ * Bounds: each worker holds at most limits.max_connections connections
+ * (extra connections are accepted and closed at once, so the backlog cannot
+ * fill); a TLS handshake must finish within limits.handshake_timeout of the
+ * accept, however slowly its bytes trickle in (a timer, not the
+ * bufferevent's inactivity timeout), and a session idle for
+ * limits.idle_timeout is closed; a client that does not read its answers is
+ * cut off once STREAM_MAX_OUTPUT bytes wait for it.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/listener.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto/stun.h"
+#include "server/core/log.h"
+#include "server/core/net.h"
+#include "server/core/stats.h"
+#include "server/stun/dispatch.h"
+#include "server/transport/tls.h"
+#include "server/transport/transport_int.h"
+
+#define STREAM_MAX_OUTPUT (256 * 1024)
+#define STREAM_BACKLOG 1024
+
+/* One listening address on one worker; owned by the worker's transport
+ * (freed with the evconnlistener it is the argument of). */
+struct stream_listener {
+    struct evconnlistener *l;
+    struct transport *t;
+    bool tls;
+    struct sockaddr_storage addr;
+};
+
+/* One client connection; owned by its worker's transport, freed by
+ * conn_free. ts.alloc is its one allocation (RFC 8656 section 3.1). */
+struct stream_conn {
+    struct stream_conn *next, *prev; /* the transport's list, for shutdown */
+    struct transport *t;
+    struct bufferevent *bev;
+    struct event *handshake; /* TLS: the handshake deadline, until connected */
+    bool tls;
+    struct sockaddr_storage peer;
+    struct binding_env env;
+    struct turn_session ts;
+    uint8_t out[2048];
+};
+
+static void conn_free(struct stream_conn *c)
+{
+    struct transport *t = c->t;
+    /* RFC 8656 section 3.1: the allocation ends with its connection, and
+     * nothing it asked Redis for can answer it any more. */
+    turn_session_end(&c->ts, "connection closed");
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        t->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    t->n_conns--;
+    stats_sub(&t->env.stats->sessions[c->tls ? STATS_TLS : STATS_TCP], 1);
+    if (c->handshake)
+        event_free(c->handshake);
+    bufferevent_free(c->bev);
+    free(c);
+}
+
+static void conn_set_timeout(struct stream_conn *c, unsigned seconds)
+{
+    struct timeval tv = { .tv_sec = seconds, .tv_usec = 0 };
+    bufferevent_set_timeouts(c->bev, &tv, NULL);
+}
+
+/* Handle every whole frame in the input buffer. Returns -1 to close. */
+static int conn_drain_frames(struct stream_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail < 4)
+            return 0;
+        const uint8_t *head = evbuffer_pullup(in, 4);
+        long flen = stun_frame_len(head, 4);
+        if (flen < 0) {
+            /* neither STUN nor ChannelData: the stream is lost */
+            stats_add(&c->t->env.stats->drops[STATS_DROP_MALFORMED], 1);
+            return -1;
+        }
+        if (flen == 0 || avail < (size_t)flen)
+            return 0;
+        const uint8_t *frame = evbuffer_pullup(in, flen);
+        if (stun_is_stun(frame, (size_t)flen)) {
+            struct binding_route route;
+            size_t n;
+            if (stun_dispatch(&c->env, &c->ts, frame, (size_t)flen,
+                              (const struct sockaddr *)&c->peer, c->out, sizeof c->out, &n,
+                              &route) == TURN_ANSWER)
+                bufferevent_write(c->bev, c->out, n);
+        } else {
+            turn_channel_data(&c->ts, (const struct sockaddr *)&c->peer, frame, (size_t)flen);
+        }
+        evbuffer_drain(in, (size_t)flen);
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) > STREAM_MAX_OUTPUT)
+            return -1;
+    }
+}
+
+static void conn_on_read(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    struct stream_conn *c = arg;
+    if (conn_drain_frames(c) < 0) {
+        char a[NET_ADDRSTRLEN];
+        log_debug("stream %s: closed (unframed bytes or unread output)",
+                  net_addr_format((struct sockaddr *)&c->peer, a, sizeof a));
+        conn_free(c);
+    }
+}
+
+static void conn_on_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct stream_conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (c->handshake)
+            event_free(c->handshake);
+        c->handshake = NULL;
+        conn_set_timeout(c, c->t->env.conf->idle_timeout);
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        if (what & BEV_EVENT_TIMEOUT) {
+            char a[NET_ADDRSTRLEN];
+            log_debug("stream %s: timed out", net_addr_format((struct sockaddr *)&c->peer, a,
+                                                               sizeof a));
+        }
+        conn_free(c);
+    }
+}
+
+/* client_ops for allocations made over TCP/TLS. A client that does not
+ * read loses datagrams, as it would over UDP, rather than grow our buffer. */
+static int stream_client_send(void *conn, const struct sockaddr *client, const struct sockaddr *local,
+                              const struct iovec *iov, int n_iov, bool channel)
+{
+    (void)client, (void)local;
+    static const uint8_t zeros[4];
+    struct stream_conn *c = conn;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_get_length(out) > STREAM_MAX_OUTPUT)
+        return -1;
+    size_t total = 0;
+    for (int i = 0; i < n_iov; i++) {
+        bufferevent_write(c->bev, iov[i].iov_base, iov[i].iov_len);
+        total += iov[i].iov_len;
+    }
+    /* RFC 8656 section 12.5: over streams ChannelData is padded to 4. */
+    if (channel && (total & 3))
+        bufferevent_write(c->bev, zeros, 4 - (total & 3));
+    return 0;
+}
+
+static const struct client_ops stream_client_ops = { .send = stream_client_send };
+
+static void conn_on_handshake_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct stream_conn *c = arg;
+    char a[NET_ADDRSTRLEN];
+    log_debug("stream %s: TLS handshake not done in %u s", net_addr_format((struct sockaddr *)&c->peer, a,
+                                                                          sizeof a),
+              c->t->env.conf->handshake_timeout);
+    conn_free(c);
+}
+
+static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                               int salen, void *arg)
+{
+    (void)l;
+    struct stream_listener *sl = arg;
+    struct transport *t = sl->t;
+    const struct conf *cf = t->env.conf;
+    if (t->n_conns >= cf->max_connections) {
+        log_debug("worker %d: connection limit %u reached, refusing", t->env.worker_id,
+                  cf->max_connections);
+        close(fd);
+        return;
+    }
+    struct stream_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->t = t;
+    c->tls = sl->tls;
+    memcpy(&c->peer, sa, (size_t)salen < sizeof c->peer ? (size_t)salen : sizeof c->peer);
+    c->env.software = cf->software;
+    c->env.software_len = strlen(cf->software);
+    c->env.stream = true;
+    c->env.stats = t->env.stats;
+    turn_session_init(&c->ts, t->env.turn, &stream_client_ops, c,
+                      (const struct sockaddr *)&c->env.local, true);
+    socklen_t ll = sizeof c->env.local;
+    if (getsockname(fd, (struct sockaddr *)&c->env.local, &ll) < 0)
+        c->env.local = sl->addr;
+
+    if (sl->tls) {
+        SSL_CTX *ctx = tls_server_ctx(t->env.tls, false);
+        SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+        SSL_CTX_free(ctx);
+        struct timeval tv = { .tv_sec = cf->handshake_timeout };
+        c->handshake = evtimer_new(t->env.base, conn_on_handshake_deadline, c);
+        if (ssl && c->handshake && evtimer_add(c->handshake, &tv) == 0)
+            c->bev = bufferevent_openssl_socket_new(t->env.base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                    BEV_OPT_CLOSE_ON_FREE);
+        if (!c->bev) {
+            if (ssl)
+                SSL_free(ssl);
+            if (c->handshake)
+                event_free(c->handshake);
+            close(fd);
+            free(c);
+            return;
+        }
+        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+        c->bev = bufferevent_socket_new(t->env.base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!c->bev) {
+            close(fd);
+            free(c);
+            return;
+        }
+    }
+    t->n_conns++;
+    stats_add(&t->env.stats->sessions[c->tls ? STATS_TLS : STATS_TCP], 1);
+    c->next = t->conns;
+    if (t->conns)
+        t->conns->prev = c;
+    t->conns = c;
+    bufferevent_setcb(c->bev, conn_on_read, NULL, conn_on_event, c);
+    conn_set_timeout(c, cf->idle_timeout);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void listener_on_error(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    struct stream_listener *sl = arg;
+    char a[NET_ADDRSTRLEN];
+    /* EMFILE and friends: keep listening, the condition is usually brief. */
+    log_warn("accept on %s: %s", net_addr_format((struct sockaddr *)&sl->addr, a, sizeof a),
+             strerror(errno));
+}
+
+int stream_listen(struct transport *t, const struct sockaddr_storage *addr, bool tls)
+{
+    if (t->n_listeners >= CONF_MAX_LISTEN)
+        return -ENOSPC;
+    int fd = net_socket_bind((const struct sockaddr *)addr, SOCK_STREAM);
+    if (fd < 0)
+        return fd;
+    struct stream_listener *sl = calloc(1, sizeof *sl);
+    if (!sl) {
+        close(fd);
+        return -ENOMEM;
+    }
+    sl->t = t;
+    sl->tls = tls;
+    sl->addr = *addr;
+    struct evconnlistener *l = evconnlistener_new(t->env.base, listener_on_accept, sl,
+                                                  LEV_OPT_CLOSE_ON_FREE, STREAM_BACKLOG, fd);
+    if (!l) {
+        int e = errno ? -errno : -EINVAL;
+        close(fd);
+        free(sl);
+        return e;
+    }
+    evconnlistener_set_error_cb(l, listener_on_error);
+    sl->l = l;
+    t->listeners[t->n_listeners++] = sl;
+    return 0;
+}
+
+void stream_close_all(struct transport *t)
+{
+    for (size_t i = 0; i < t->n_listeners; i++) {
+        evconnlistener_free(t->listeners[i]->l);
+        free(t->listeners[i]);
+    }
+    t->n_listeners = 0;
+    while (t->conns)
+        conn_free(t->conns);
+}

@@ -1,0 +1,56 @@
+/*
+ * transport.h - server/transport: the sockets of a worker. UDP listeners
+ * (recvmmsg/sendmmsg), TCP and TLS listeners and their connections
+ * (bufferevents), DTLS listeners and their sessions, and the TLS/DTLS
+ * contexts (tls.h). Every session embeds the TURN session head (turn.h)
+ * and hands its messages to the STUN service (stun/dispatch.h).
+ *
+ * Bounds: limits.max_connections TCP/TLS connections per worker, and as
+ * many DTLS sessions, counted apart so neither can starve the other; a DTLS
+ * client holds nothing until it has echoed a cookie; limits.handshake_timeout
+ * is a deadline from the first packet; limits.idle_timeout closes idle
+ * sessions; a stream client that does not read loses its connection once
+ * 256 KiB wait for it.
+ *
+ * Depends on stun/ and below. Errors: 0 or -errno.
+ */
+#ifndef TERN_SERVER_TRANSPORT_TRANSPORT_H
+#define TERN_SERVER_TRANSPORT_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct conf;
+struct worker_stats;
+struct clock_scaled;
+struct turn;
+struct tls_server;
+
+/* Borrowed pointers, all outliving the transport. */
+struct transport_env {
+    int worker_id;
+    struct event_base *base;
+    const struct conf *conf;
+    struct worker_stats *stats;
+    struct clock_scaled *clock;   /* held for a UDP batch */
+    struct turn *turn;            /* the worker's TURN service */
+    struct tls_server *tls;       /* contexts; NULL without TLS/DTLS listeners */
+    const uint8_t *cookie_secret; /* 32 bytes: DTLS cookies */
+};
+
+struct transport;
+
+/* NULL on out-of-memory. */
+struct transport *transport_new(const struct transport_env *env);
+/* Open every listener of the configuration on this worker. 0, or -errno
+ * with "cannot listen on udp 1.2.3.4:3478: reason" in err. */
+int transport_listen_all(struct transport *t, char *err, size_t err_len);
+/* Close every listener and end every session. */
+void transport_free(struct transport *t);
+
+/* Pre-flight, before any worker binds: is any listen address in use (by
+ * anything, another ternd included)? 0, or -1 with err set. */
+int transport_probe_addrs(const struct conf *c, char *err, size_t err_len);
+
+#endif

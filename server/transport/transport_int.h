@@ -1,0 +1,54 @@
+/*
+ * transport_int.h - what the parts of transport/ share (transport.c: the
+ * set of a worker; udp.c, stream.c, dtls.c: one kind of socket each). Not
+ * for use outside server/transport/.
+ */
+#ifndef TERN_SERVER_TRANSPORT_TRANSPORT_INT_H
+#define TERN_SERVER_TRANSPORT_TRANSPORT_INT_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "conf/conf.h"
+#include "server/transport/transport.h"
+
+#define TRANSPORT_MAX_UDP (CONF_MAX_LISTEN * 4) /* RFC 5780: four per listener */
+
+struct udp_sock;
+struct udp_io;
+struct dtls_ep;
+struct stream_listener;
+struct stream_conn;
+
+/* A worker's sockets and sessions; owned by the worker. */
+struct transport {
+    struct transport_env env;
+    struct udp_sock *udp[TRANSPORT_MAX_UDP];
+    size_t n_udp;
+    struct udp_io *io;          /* recvmmsg/sendmmsg scratch, owned */
+    struct dtls_ep *dtls[CONF_MAX_LISTEN];
+    size_t n_dtls;
+    unsigned n_dtls_sessions;   /* bounded by max_connections */
+    struct stream_listener *listeners[CONF_MAX_LISTEN];
+    size_t n_listeners;
+    struct stream_conn *conns;  /* live TCP/TLS connections */
+    unsigned n_conns;           /* bounded by max_connections */
+};
+
+/* udp.c: the sockets of one UDP listen address (one, or four for RFC
+ * 5780: the listen address, its alternate port, the alternate IP, both). */
+int udp_listen(struct transport *t, const struct sockaddr_storage *addrs, size_t n_addrs,
+               struct sockaddr_storage *failed);
+void udp_close_all(struct transport *t);
+struct udp_io *udp_io_new(void);
+void udp_io_free(struct udp_io *io);
+
+/* stream.c: TCP, or TLS when tls is true. */
+int stream_listen(struct transport *t, const struct sockaddr_storage *addr, bool tls);
+void stream_close_all(struct transport *t);
+
+/* dtls.c */
+int dtls_listen(struct transport *t, const struct sockaddr_storage *addr);
+void dtls_close_all(struct transport *t);
+
+#endif

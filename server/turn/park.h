@@ -1,0 +1,59 @@
+/*
+ * park.h - TURN requests waiting for Redis: a credentials lookup (cache
+ * miss) or the cross-node user quota of an Allocate.
+ *
+ * A parked request is owned by the worker's park table and listed in its
+ * session's list; it holds a copy of the message, its cluster question
+ * handle, and the step it waits at. Its answer arrives as a callback
+ * argument (never through hidden state), is stored in the request, and the
+ * request goes on the ready list; one event of the worker's loop drains
+ * that list and continues each request at the step that waited (never
+ * from inside the Redis reply). Ending a session cancels its questions and
+ * frees its parked requests, so no answer can reach a session that is gone.
+ * A request not answered within PARK_TIMEOUT_MS stops waiting: credentials
+ * get 500, a quota question is decided locally.
+ */
+#ifndef TERN_SERVER_TURN_PARK_H
+#define TERN_SERVER_TURN_PARK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "proto/stun.h"
+
+struct event_base;
+struct worker_stats;
+struct turn;
+struct turn_session;
+struct turn_auth;
+
+#define PARK_TIMEOUT_MS 1000
+#define PARK_MAX 256     /* per worker; beyond, requests get 500 at once */
+#define PARK_MSG 2048    /* longer requests are not parked */
+
+struct park_table;
+
+struct park_table *park_table_new(struct turn *svc, struct event_base *base,
+                                  struct worker_stats *stats);
+/* Every session must have ended (park_session_end) before. */
+void park_table_free(struct park_table *pt);
+
+/* Is this transaction of this session and client waiting already? Then a
+ * retransmission is neither run again nor asked again. */
+bool park_find(const struct park_table *pt, const struct turn_session *s,
+               const struct sockaddr *client, const uint8_t *tid);
+/* Park m until the keys of au->user (alg au->alg) are in. 0, or -1 when it
+ * cannot wait (answer 500). */
+int park_keys(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
+              const struct sockaddr *client, const struct turn_auth *au, uint64_t now);
+/* Park an authenticated Allocate until the user quota question for member
+ * sid is answered. 0, or -1 when it cannot wait (decide locally). */
+int park_quota(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
+               const struct sockaddr *client, const struct turn_auth *au, uint64_t sid,
+               uint32_t lifetime_s, unsigned limit);
+/* The session ends: cancel and free its parked requests. */
+void park_session_end(struct turn_session *s);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * rate.h - limits on answers to TURN requests that did not authenticate
+ * (401/438 challenges, errors): a flood of bad credentials, spoofed or not,
+ * costs little and gets silence once its allowance is spent.
+ *
+ * - Per source IP: a token bucket of limits.unauth_rate answers/s (burst 2x)
+ *   in a direct-mapped table keyed by a secret hash (SipHash, a random key
+ *   per worker), so that nobody can aim a source at another's slot. Two
+ *   sources in one slot share its bucket: a newcomer never gets a fresh one,
+ *   and a slot never used before starts with one second's worth, not the burst.
+ * - In total: limits.unauth_global_rate answers/s and limits.unauth_global_bps
+ *   bytes/s per node (each worker takes its share), so that spoofed sources
+ *   spread over many addresses still cannot make the node send more.
+ * Per worker; no locks.
+ */
+#ifndef TERN_SERVER_TURN_RATE_H
+#define TERN_SERVER_TURN_RATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define RATE_SLOTS 4096
+#define RATE_BURST_FACTOR 2
+
+struct rate;
+
+/* Rates are per node; 0 turns a limit off. NULL on failure. */
+struct rate *rate_new(unsigned per_source, unsigned global_rate, uint64_t global_bps,
+                      unsigned n_workers);
+void rate_free(struct rate *r);
+/* May this source get one more answer at now_ms? */
+bool rate_take_source(struct rate *r, const struct sockaddr *client, uint64_t now_ms);
+/* May the worker send one more answer of this size at now_ms? */
+bool rate_take_budget(struct rate *r, size_t bytes, uint64_t now_ms);
+/* The table slot of a source (for tests). */
+size_t rate_slot(const struct rate *r, const struct sockaddr *client);
+
+#endif

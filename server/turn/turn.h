@@ -1,0 +1,111 @@
+/*
+ * turn.h - server/turn: the TURN service (RFC 8656, RFC 6156): Allocate,
+ * Refresh, CreatePermission, ChannelBind requests and Send indications, with
+ * long-term authentication (RFC 8489 section 9.2), the transaction cache,
+ * the unauthenticated-answer rate limits, and parked requests.
+ *
+ * Depends on relay/ (allocations, policy, quotas) and cluster/ (Redis
+ * questions, statistics); knows nothing of sockets: every session reaches
+ * its client through the struct client_ops its transport gave it.
+ *
+ * Errors: STUN error codes are data (0 or a code, inside this layer);
+ * request handling returns a verdict. A request that waits for Redis is
+ * parked: owned by this layer and by its session, its question cancelled if
+ * the session ends first, resumed from the worker's loop at the step that
+ * waited, and answered then through the session's client_ops.
+ */
+#ifndef TERN_SERVER_TURN_TURN_H
+#define TERN_SERVER_TURN_TURN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "proto/stun.h"
+#include "server/relay/alloc.h"
+
+struct event_base;
+struct conf;
+struct worker_stats;
+struct clock_scaled;
+struct limits;
+struct auth_store;
+struct quota;
+struct reserve;
+struct cluster;
+struct turn;
+struct turn_park;
+
+/* What request handling decided. */
+enum turn_verdict {
+    TURN_DROP = 0, /* no answer */
+    TURN_ANSWER,   /* the answer is in out[0..*len) */
+    TURN_PARKED,   /* answered later, through the session's client_ops */
+};
+
+/*
+ * The session head every transport embeds in its own session object (a UDP
+ * listening socket, a TCP/TLS connection, a DTLS session), initialised with
+ * turn_session_init and ended with turn_session_end before the transport
+ * frees it. Owned by that session; the pointers in it are borrowed:
+ * svc and local outlive it, conn is the transport object itself.
+ */
+struct turn_session {
+    struct turn *svc;
+    const struct client_ops *ops;
+    void *conn;
+    const struct sockaddr *local; /* the server address the client reached */
+    bool one_alloc;   /* connection-oriented: at most one allocation (alloc) */
+    struct alloc *alloc;           /* that allocation, or NULL */
+    struct turn_park *parked;      /* this session's parked requests */
+};
+
+/*
+ * What the TURN service of one worker gets at init. Pointers are borrowed
+ * and outlive the service; cluster is NULL without Redis.
+ */
+struct turn_env {
+    int worker_id;
+    int n_workers;                   /* of the process: shares of node-wide limits */
+    uint32_t node_id;                /* random per process: statistics ids */
+    struct event_base *base;
+    const struct conf *conf;
+    struct worker_stats *stats;
+    struct clock_scaled *clock;
+    const struct limits *limits;
+    const struct auth_store *auth;
+    const uint8_t *nonce_key;        /* 32 bytes */
+    struct relay_table *relay;
+    struct quota *quota;
+    struct reserve *resv;
+    struct cluster *cluster;
+};
+
+/* The worker's service (NULL on out-of-memory) and its relay-table hook:
+ * pass turn_on_alloc_death with the service as relay_env.on_death. */
+struct turn *turn_new(const struct turn_env *env);
+void turn_set_relay(struct turn *t, struct relay_table *relay);
+void turn_on_alloc_death(void *svc, struct alloc *a, const char *why);
+/* Every session must have ended before. */
+void turn_free(struct turn *t);
+/* Re-read the host's addresses for the peer policy (start, SIGHUP). */
+void turn_refresh_host(struct turn *t);
+
+void turn_session_init(struct turn_session *s, struct turn *svc, const struct client_ops *ops,
+                       void *conn, const struct sockaddr *local, bool one_alloc);
+/* The session is going away: its parked requests are cancelled (never
+ * answered) and its allocation ends (RFC 8656 section 3.1). */
+void turn_session_end(struct turn_session *s, const char *why);
+
+/* Handle a decoded non-Binding STUN message (requests and Send
+ * indications) from client. */
+enum turn_verdict turn_handle(struct turn_session *s, const struct stun_msg *m,
+                              const struct sockaddr *client, uint8_t *out, size_t cap,
+                              size_t *len);
+
+/* ChannelData from a client: relay it if the 5-tuple has an allocation. */
+void turn_channel_data(struct turn_session *s, const struct sockaddr *client,
+                       const uint8_t *frame, size_t len);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * turn_int.h - what the parts of the TURN service share: turn.c (dispatch,
+ * the service and its sessions), turn_methods.c (Refresh, CreatePermission,
+ * ChannelBind, Send), turn_auth.c (authentication), turn_alloc.c
+ * (Allocate), txcache.c, rate.c and park.c. Not for use outside
+ * server/turn/.
+ */
+#ifndef TERN_SERVER_TURN_TURN_INT_H
+#define TERN_SERVER_TURN_TURN_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth/auth.h"
+#include "server/cluster/cluster.h"
+#include "server/relay/policy.h"
+#include "server/turn/park.h"
+#include "server/turn/rate.h"
+#include "server/turn/turn.h"
+#include "server/turn/txcache.h"
+
+/* The worker's TURN service; owned by the worker (turn_new/free). */
+struct turn {
+    struct turn_env env;
+    struct policy policy;        /* this worker's copy: host addresses */
+    struct txcache *tx;          /* owned */
+    struct rate *rate;           /* owned */
+    struct park_table *park;     /* owned */
+    uint32_t next_sid;
+    unsigned alternate_next;     /* round robin over alternate_servers */
+    unsigned relay_next;         /* round robin over relay.ip */
+};
+
+/* The outcome of authentication; user borrowed from the request, the
+ * static store or a parked request's copy. */
+struct turn_auth {
+    const char *user;
+    size_t user_len;
+    uint8_t key[32];
+    size_t key_len;
+    enum auth_alg alg;
+    bool sha256; /* request carried MESSAGE-INTEGRITY-SHA256: answer with it */
+};
+
+/* What the first step of authentication decided (turn_auth.c). */
+enum turn_auth_step {
+    TURN_AUTH_OK,      /* au complete */
+    TURN_AUTH_ERROR,   /* answer *code without integrity */
+    TURN_AUTH_ASK,     /* the keys must come from Redis: park */
+};
+
+/* Replies (turn.c). Errors are signed when au is not NULL. */
+void turn_enc_start(struct stun_enc *e, const struct stun_msg *m, uint8_t cls, uint8_t *out,
+                    size_t cap);
+size_t turn_enc_finish(const struct turn *t, struct stun_enc *e, const struct stun_msg *m,
+                       const struct turn_auth *au);
+size_t turn_reply_error(const struct turn *t, const struct stun_msg *m, int code,
+                        const struct turn_auth *au, uint8_t *out, size_t cap);
+/* Everything after authentication: 441, 437, then the method. */
+enum turn_verdict turn_request_authed(struct turn_session *s, const struct stun_msg *m,
+                                      const struct sockaddr *client, const struct turn_auth *au,
+                                      uint8_t *out, size_t cap, size_t *len);
+/* The allocation of the session or its 5-tuple. */
+struct alloc *turn_find_alloc(struct turn_session *s, const struct sockaddr *client);
+/* The statistics view of an allocation, with the traffic since the last
+ * report (which becomes this one) or in total. */
+void turn_alloc_report(struct alloc *a, bool total, struct cluster_alloc *out);
+
+/* Authentication (turn_auth.c). */
+enum turn_auth_step turn_authenticate(struct turn *t, const struct stun_msg *m,
+                                      const struct sockaddr *client, struct turn_auth *au,
+                                      int *code);
+/* A parked request's keys are in: verify with them. 0 or the error code. */
+int turn_auth_with_keys(struct turn *t, const struct stun_msg *m, const struct cluster_keys *k,
+                        struct turn_auth *au);
+/* 401/438 with realm and a fresh nonce; unauthenticated errors. Both rate
+ * limited and held to the unauthenticated size bound (0: drop). */
+size_t turn_reply_challenge(struct turn *t, const struct stun_msg *m, int code,
+                            const struct sockaddr *client, uint8_t *out, size_t cap);
+size_t turn_unauth_error(struct turn *t, const struct stun_msg *m,
+                         const struct sockaddr *client, int code, uint8_t *out, size_t cap);
+
+/* Requests on an allocation (turn_methods.c). */
+size_t turn_do_refresh(struct turn_session *s, struct alloc *a, const struct stun_msg *m,
+                       const struct turn_auth *au, uint8_t *out, size_t cap);
+size_t turn_do_permission(struct turn_session *s, struct alloc *a, const struct stun_msg *m,
+                          const struct turn_auth *au, uint8_t *out, size_t cap);
+size_t turn_do_channel_bind(struct turn_session *s, struct alloc *a, const struct stun_msg *m,
+                            const struct turn_auth *au, uint8_t *out, size_t cap);
+void turn_send_indication(struct turn_session *s, const struct stun_msg *m,
+                          const struct sockaddr *client);
+
+/* Allocate (turn_alloc.c): from the top, or on from the quota question's
+ * answer (sid: the member that was asked for). */
+uint32_t turn_lifetime(const struct turn *t, const struct stun_msg *m, bool allocate);
+enum turn_verdict turn_allocate(struct turn_session *s, const struct stun_msg *m,
+                                const struct sockaddr *client, const struct turn_auth *au,
+                                uint8_t *out, size_t cap, size_t *len);
+size_t turn_allocate_quota(struct turn_session *s, const struct stun_msg *m,
+                           const struct sockaddr *client, const struct turn_auth *au,
+                           enum cluster_quota_status q, uint64_t sid, uint8_t *out, size_t cap);
+
+#endif

@@ -1,0 +1,519 @@
+/*
+ * test_turn.c - the TURN service and allocations driven directly: no client
+ * sockets and no Redis. Requests go to turn_handle as a transport would
+ * hand them; answers come back as verdicts or through a capturing
+ * client_ops; Redis is fake_cluster.c, answering now, later or never. Relay
+ * sockets are real (bound on 127.0.0.1) but nothing is sent to them.
+ *
+ * Covered: park, resume, cancel on close, timeout (500), retransmissions
+ * while parked, quota rollback, and the 437/441/486/508 paths, including a
+ * ChannelBind refused for want of a permission slot.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth/auth.h"
+#include "conf/conf.h"
+#include "proto/stun.h"
+#include "server/core/clock.h"
+#include "server/core/core.h"
+#include "server/core/stats.h"
+#include "server/relay/alloc.h"
+#include "server/relay/quota.h"
+#include "server/relay/reserve.h"
+#include "server/turn/park.h"
+#include "server/turn/turn.h"
+#include "test/unit/fake_cluster.h"
+
+#define REALM "test.example"
+
+struct sent {
+    uint8_t buf[1024];
+    size_t len;
+};
+
+/* Everything one test needs; the service under test and its fakes. */
+struct fx {
+    struct event_base *base;
+    struct conf conf;
+    struct auth_store auth;
+    struct quota *quota;
+    struct reserve *resv;
+    struct clock_scaled clock;
+    struct limits limits;
+    struct worker_stats stats;
+    struct cluster *cl;
+    struct turn *turn;
+    struct relay_table *relay;
+    uint8_t nonce_key[32];
+    struct turn_session s;
+    struct sockaddr_in local, client;
+    uint8_t nonce[AUTH_NONCE_LEN];
+    struct sent sent[16];
+    int n_sent;
+};
+
+static int capture_send(void *conn, const struct sockaddr *client, const struct sockaddr *local,
+                        const struct iovec *iov, int n_iov, bool channel)
+{
+    (void)client, (void)local, (void)channel;
+    struct fx *f = conn;
+    if (f->n_sent >= 16)
+        return -1;
+    struct sent *s = &f->sent[f->n_sent++];
+    s->len = 0;
+    for (int i = 0; i < n_iov; i++) {
+        memcpy(s->buf + s->len, iov[i].iov_base, iov[i].iov_len);
+        s->len += iov[i].iov_len;
+    }
+    return 0;
+}
+
+static const struct client_ops capture_ops = { .send = capture_send };
+
+static const char *base_conf =
+    "realm = \"" REALM "\";\nsoftware = \"\";\nworkers = 1;\n"
+    "listen = ( { proto = \"udp\"; ip = \"127.0.0.1\"; port = 3478; } );\n"
+    "auth = { users = ( { user = \"alice\"; password = \"secret\"; },\n"
+    "                   { user = \"bob\"; password = \"hunter2\"; } ); };\n"
+    "peers = { allow_loopback = true; };\n";
+
+/* A fixture with its relay port range and limits; Redis (the fake) is up. */
+static struct fx *fx_new(unsigned min_port, unsigned max_port, const char *limits)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    char text[2048], err[CONF_ERR_LEN];
+    snprintf(text, sizeof text,
+             "%srelay = { ip = [ \"127.0.0.1\" ]; min_port = %u; max_port = %u; };\n"
+             "limits = { %s };\n",
+             base_conf, min_port, max_port, limits);
+    if (conf_load_string(&f->conf, text, "t.conf", err, sizeof err) < 0)
+        fail_msg("config: %s", err);
+    assert_int_equal(auth_store_init(&f->auth, &f->conf), 0);
+    f->base = event_base_new();
+    f->quota = quota_new();
+    f->resv = reserve_new();
+    clock_scaled_init(&f->clock, 1);
+    f->limits = (struct limits){ f->conf.max_bps, f->conf.user_quota, f->conf.total_quota };
+    f->cl = fake_cluster_new(f->base);
+    memset(f->nonce_key, 7, sizeof f->nonce_key);
+    struct turn_env te = { .worker_id = 0, .n_workers = 1, .node_id = 1, .base = f->base,
+                           .conf = &f->conf, .stats = &f->stats, .clock = &f->clock,
+                           .limits = &f->limits, .auth = &f->auth, .nonce_key = f->nonce_key,
+                           .quota = f->quota, .resv = f->resv, .cluster = f->cl };
+    f->turn = turn_new(&te);
+    struct relay_env re = { .base = f->base, .conf = &f->conf, .clock = &f->clock,
+                            .stats = &f->stats, .limits = &f->limits, .quota = f->quota,
+                            .on_death = turn_on_alloc_death, .death_arg = f->turn };
+    f->relay = relay_table_new(&re);
+    assert_non_null(f->turn);
+    assert_non_null(f->relay);
+    turn_set_relay(f->turn, f->relay);
+    f->local.sin_family = f->client.sin_family = AF_INET;
+    f->local.sin_addr.s_addr = f->client.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    f->local.sin_port = htons(3478);
+    f->client.sin_port = htons(50000);
+    /* a connection-oriented session, as TCP/TLS/DTLS make */
+    turn_session_init(&f->s, f->turn, &capture_ops, f, (struct sockaddr *)&f->local, true);
+    return f;
+}
+
+static void fx_free(struct fx *f)
+{
+    turn_session_end(&f->s, "test over");
+    relay_table_free(f->relay);
+    turn_free(f->turn);
+    fake_cluster_free(f->cl);
+    quota_free(f->quota);
+    reserve_free(f->resv);
+    auth_store_free(&f->auth);
+    conf_free(&f->conf);
+    event_base_free(f->base);
+    free(f);
+}
+
+/* Run the loop until nothing is ready (the fake's answers, the ready list). */
+static void fx_loop(struct fx *f)
+{
+    for (int i = 0; i < 4; i++)
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+}
+
+struct req {
+    uint16_t method;
+    uint8_t tid[12];
+    const char *user, *password; /* NULL: no credentials */
+    bool transport;              /* REQUESTED-TRANSPORT UDP */
+    int lifetime;                /* -1: none */
+    const struct sockaddr *peer; /* XOR-PEER-ADDRESS */
+    uint16_t channel;
+};
+
+static struct req req_new(uint16_t method, const char *user, const char *password)
+{
+    struct req r = { .method = method, .user = user, .password = password, .lifetime = -1 };
+    static uint32_t n;
+    n++;
+    memcpy(r.tid, &n, sizeof n);
+    r.transport = method == STUN_ALLOCATE;
+    return r;
+}
+
+/* Build r and hand it to the service as a transport would. */
+static enum turn_verdict fx_send(struct fx *f, const struct req *r, uint8_t *out, size_t *len)
+{
+    uint8_t buf[1024];
+    struct stun_enc e;
+    stun_enc_init(&e, buf, sizeof buf, r->method, STUN_CLASS_REQUEST, r->tid, false);
+    if (r->transport) {
+        const uint8_t udp[4] = { 17, 0, 0, 0 };
+        stun_enc_add(&e, STUN_ATTR_REQUESTED_TRANSPORT, udp, 4);
+    }
+    if (r->lifetime >= 0)
+        stun_enc_add_u32(&e, STUN_ATTR_LIFETIME, (uint32_t)r->lifetime);
+    if (r->channel)
+        stun_enc_add_u32(&e, STUN_ATTR_CHANNEL_NUMBER, (uint32_t)r->channel << 16);
+    if (r->peer)
+        stun_enc_add_xaddr(&e, STUN_ATTR_XOR_PEER_ADDRESS, r->peer);
+    if (r->user) {
+        uint8_t key[16];
+        auth_key_md5(r->user, strlen(r->user), REALM, r->password, key);
+        stun_enc_add(&e, STUN_ATTR_USERNAME, r->user, strlen(r->user));
+        stun_enc_add(&e, STUN_ATTR_REALM, REALM, strlen(REALM));
+        stun_enc_add(&e, STUN_ATTR_NONCE, f->nonce, AUTH_NONCE_LEN);
+        stun_enc_add_integrity(&e, key, 16);
+    }
+    struct stun_msg m;
+    assert_int_equal(stun_msg_decode(&m, buf, e.len), 0);
+    return turn_handle(&f->s, &m, (struct sockaddr *)&f->client, out, 1024, len);
+}
+
+/* The class and error code of an answer (0 for success). */
+static int answer_code(const uint8_t *buf, size_t len)
+{
+    struct stun_msg m;
+    assert_int_equal(stun_msg_decode(&m, buf, len), 0);
+    if (m.cls == STUN_CLASS_SUCCESS)
+        return 0;
+    const struct stun_attr *a = stun_attr_find(&m, STUN_ATTR_ERROR_CODE);
+    int code = -1;
+    const char *reason;
+    size_t rl;
+    assert_non_null(a);
+    assert_int_equal(stun_attr_get_error(&m, a, &code, &reason, &rl), 0);
+    return code;
+}
+
+/* One request answered now: its code. */
+static int fx_code(struct fx *f, const struct req *r)
+{
+    uint8_t out[1024];
+    size_t len;
+    if (fx_send(f, r, out, &len) != TURN_ANSWER)
+        fail_msg("method 0x%03x: no answer now", r->method);
+    return answer_code(out, len);
+}
+
+/* The 401 challenge: learn the nonce. */
+static void fx_challenge(struct fx *f)
+{
+    uint8_t out[1024];
+    size_t len;
+    struct req r = req_new(STUN_ALLOCATE, NULL, NULL);
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_ANSWER);
+    struct stun_msg m;
+    assert_int_equal(stun_msg_decode(&m, out, len), 0);
+    assert_int_equal(answer_code(out, len), 401);
+    const struct stun_attr *n = stun_attr_find(&m, STUN_ATTR_NONCE);
+    assert_non_null(n);
+    assert_int_equal(n->len, AUTH_NONCE_LEN);
+    memcpy(f->nonce, out + n->off, AUTH_NONCE_LEN);
+}
+
+static void redis_user(struct fx *f, const char *user, const char *password)
+{
+    struct fake_cluster_state *st = fake_cluster_state(f->cl);
+    snprintf(st->user, sizeof st->user, "%s", user);
+    auth_key_md5(user, strlen(user), REALM, password, st->md5);
+    auth_key_sha256(user, strlen(user), REALM, password, st->sha256);
+}
+
+static void test_static_user_allocates(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(42000, 42100, "");
+    fx_challenge(f);
+    struct req r = req_new(STUN_ALLOCATE, "alice", "secret");
+    assert_int_equal(fx_code(f, &r), 0);
+    assert_non_null(f->s.alloc);
+    assert_int_equal(relay_table_count(f->relay), 1);
+    assert_int_equal(fake_cluster_state(f->cl)->keys_asked, 0);
+    /* a wrong password for a static user goes on to Redis (first match wins) */
+    struct req bad = req_new(STUN_REFRESH, "alice", "wrong");
+    uint8_t out[1024];
+    size_t len;
+    assert_int_equal(fx_send(f, &bad, out, &len), TURN_PARKED);
+    assert_int_equal(fake_cluster_state(f->cl)->keys_asked, 1);
+    fake_cluster_answer_all(f->cl);
+    fx_loop(f);
+    assert_int_equal(f->n_sent, 1);
+    assert_int_equal(answer_code(f->sent[0].buf, f->sent[0].len), 401);
+    fx_free(f);
+}
+
+static void test_redis_user_parks_and_resumes(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(42000, 42100, "");
+    redis_user(f, "carol", "carolpw");
+    fx_challenge(f);
+    struct req r = req_new(STUN_ALLOCATE, "carol", "carolpw");
+    uint8_t out[1024];
+    size_t len;
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_PARKED);
+    assert_int_equal(f->n_sent, 0);
+    assert_int_equal(stats_read(&f->stats.redis_parked), 1);
+    /* A retransmission while it waits is neither run nor asked again. */
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_PARKED);
+    assert_int_equal(fake_cluster_state(f->cl)->keys_asked, 1);
+    /* The answer comes inside "Redis's reply"; the request resumes only
+     * from the loop. */
+    assert_int_equal(fake_cluster_answer_all(f->cl), 1);
+    assert_int_equal(f->n_sent, 0);
+    fx_loop(f);
+    assert_int_equal(f->n_sent, 1);
+    assert_int_equal(answer_code(f->sent[0].buf, f->sent[0].len), 0);
+    assert_memory_equal(f->sent[0].buf + 8, r.tid, 12);
+    assert_non_null(f->s.alloc);
+    assert_int_equal(stats_read(&f->stats.redis_parked), 0);
+    /* and a later retransmission gets the same answer from the cache */
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_ANSWER);
+    assert_int_equal(len, f->sent[0].len);
+    assert_memory_equal(out, f->sent[0].buf, len);
+    fx_free(f);
+}
+
+static void test_session_end_cancels_parked(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(42000, 42100, "");
+    redis_user(f, "carol", "carolpw");
+    fx_challenge(f);
+    struct req r = req_new(STUN_ALLOCATE, "carol", "carolpw");
+    uint8_t out[1024];
+    size_t len;
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_PARKED);
+    turn_session_end(&f->s, "client left");
+    assert_int_equal(fake_cluster_state(f->cl)->cancelled, 1);
+    /* Redis answers after the session is gone: nobody hears of it. */
+    assert_int_equal(fake_cluster_answer_all(f->cl), 0);
+    fx_loop(f);
+    assert_int_equal(f->n_sent, 0);
+    assert_int_equal(relay_table_count(f->relay), 0);
+    assert_int_equal(stats_read(&f->stats.redis_parked), 0);
+    fx_free(f);
+}
+
+static void test_no_answer_is_500_after_timeout(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(42000, 42100, "");
+    fake_cluster_state(f->cl)->mode = FAKE_NEVER;
+    fx_challenge(f);
+    struct req r = req_new(STUN_ALLOCATE, "carol", "carolpw");
+    uint8_t out[1024];
+    size_t len;
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_PARKED);
+    uint64_t until = clock_mono_ms() + PARK_TIMEOUT_MS + 1500;
+    while (clock_mono_ms() < until && f->n_sent == 0) {
+        event_base_loop(f->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        usleep(10000);
+    }
+    assert_int_equal(f->n_sent, 1);
+    assert_int_equal(answer_code(f->sent[0].buf, f->sent[0].len), 500);
+    assert_int_equal(fake_cluster_state(f->cl)->cancelled, 1);
+    assert_int_equal(stats_read(&f->stats.redis_failures), 1);
+    fx_free(f);
+}
+
+static void test_quota_asked_then_granted(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(42000, 42100, "user_quota = 2;");
+    fx_challenge(f);
+    struct req r = req_new(STUN_ALLOCATE, "alice", "secret");
+    uint8_t out[1024];
+    size_t len;
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_PARKED);
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_PARKED); /* retransmitted */
+    assert_int_equal(fake_cluster_state(f->cl)->quota_asked, 1);
+    fake_cluster_answer_all(f->cl);
+    fx_loop(f);
+    assert_int_equal(f->n_sent, 1);
+    assert_int_equal(answer_code(f->sent[0].buf, f->sent[0].len), 0);
+    assert_int_equal(fake_cluster_state(f->cl)->released, 0);
+    assert_int_equal(fake_cluster_state(f->cl)->status_new, 1);
+    fx_free(f);
+}
+
+static void test_quota_full_is_486(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(42000, 42100, "user_quota = 2;");
+    fake_cluster_state(f->cl)->quota_answer = CLUSTER_QUOTA_FULL;
+    fx_challenge(f);
+    struct req r = req_new(STUN_ALLOCATE, "alice", "secret");
+    uint8_t out[1024];
+    size_t len;
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_PARKED);
+    fake_cluster_answer_all(f->cl);
+    fx_loop(f);
+    assert_int_equal(f->n_sent, 1);
+    assert_int_equal(answer_code(f->sent[0].buf, f->sent[0].len), 486);
+    assert_null(f->s.alloc);
+    fx_free(f);
+}
+
+/* A grant that no allocation consumes goes back: here the only relay port
+ * is taken, so the Allocate fails with 508 after the grant. */
+static void test_quota_grant_given_back_on_failure(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sin;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    getsockname(fd, (struct sockaddr *)&sin, &sl);
+    unsigned port = ntohs(sin.sin_port);
+    struct fx *f = fx_new(port, port, "user_quota = 2;");
+    fx_challenge(f);
+    struct req r = req_new(STUN_ALLOCATE, "alice", "secret");
+    uint8_t out[1024];
+    size_t len;
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_PARKED);
+    fake_cluster_answer_all(f->cl);
+    fx_loop(f);
+    assert_int_equal(f->n_sent, 1);
+    assert_int_equal(answer_code(f->sent[0].buf, f->sent[0].len), 508);
+    assert_int_equal(fake_cluster_state(f->cl)->released, 1);
+    /* ... and a grant that arrives for a session that went away */
+    struct req r2 = req_new(STUN_ALLOCATE, "alice", "secret");
+    assert_int_equal(fx_send(f, &r2, out, &len), TURN_PARKED);
+    turn_session_end(&f->s, "client left");
+    fake_cluster_answer_all(f->cl);
+    assert_int_equal(fake_cluster_state(f->cl)->released, 2);
+    fx_free(f);
+    close(fd);
+}
+
+static void test_437_441_486(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(42000, 42100, "user_quota = 1;");
+    fake_cluster_state(f->cl)->up = false; /* local quota only */
+    fx_challenge(f);
+    struct req r = req_new(STUN_ALLOCATE, "alice", "secret");
+    assert_int_equal(fx_code(f, &r), 0);
+    struct req again = req_new(STUN_ALLOCATE, "alice", "secret");
+    assert_int_equal(fx_code(f, &again), 437); /* one allocation per connection */
+    struct req other = req_new(STUN_REFRESH, "bob", "hunter2");
+    assert_int_equal(fx_code(f, &other), 441); /* not its owner */
+    /* alice's quota of 1 is used: a second connection of hers gets 486 */
+    struct turn_session s2;
+    turn_session_init(&s2, f->turn, &capture_ops, f, (struct sockaddr *)&f->local, true);
+    struct turn_session keep = f->s;
+    f->s = s2;
+    struct req second = req_new(STUN_ALLOCATE, "alice", "secret");
+    assert_int_equal(fx_code(f, &second), 486);
+    struct req norefresh = req_new(STUN_REFRESH, "alice", "secret");
+    assert_int_equal(fx_code(f, &norefresh), 437); /* no allocation here */
+    turn_session_end(&f->s, "done");
+    f->s = keep;
+    /* Refresh 0 ends it and gives the quota back */
+    struct req zero = req_new(STUN_REFRESH, "alice", "secret");
+    zero.lifetime = 0;
+    assert_int_equal(fx_code(f, &zero), 0);
+    assert_null(f->s.alloc);
+    assert_int_equal(quota_total(f->quota), 0);
+    fx_free(f);
+}
+
+/* RFC 8656 section 11.2 with 64 permissions in use: a ChannelBind to a
+ * 65th peer is 508 and leaves nothing behind, so later ChannelBinds to
+ * permitted peers still work. */
+static void test_channel_bind_508_leaves_no_half_channel(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(42000, 42100, "");
+    fx_challenge(f);
+    struct req r = req_new(STUN_ALLOCATE, "alice", "secret");
+    assert_int_equal(fx_code(f, &r), 0);
+    struct sockaddr_in peer = { .sin_family = AF_INET, .sin_port = htons(9000) };
+    for (int i = 0; i < ALLOC_MAX_PERMS; i++) {
+        peer.sin_addr.s_addr = htonl(0x7F000100u + (uint32_t)i);
+        struct req p = req_new(STUN_CREATE_PERMISSION, "alice", "secret");
+        p.peer = (struct sockaddr *)&peer;
+        assert_int_equal(fx_code(f, &p), 0);
+    }
+    peer.sin_addr.s_addr = htonl(0x7F000200u);
+    struct req full = req_new(STUN_CHANNEL_BIND, "alice", "secret");
+    full.peer = (struct sockaddr *)&peer;
+    full.channel = 0x4001;
+    assert_int_equal(fx_code(f, &full), 508);
+    assert_int_equal(f->s.alloc->n_chans, 0);
+    for (int i = 0; i < 3; i++) {
+        peer.sin_addr.s_addr = htonl(0x7F000100u + (uint32_t)i);
+        struct req ok = req_new(STUN_CHANNEL_BIND, "alice", "secret");
+        ok.peer = (struct sockaddr *)&peer;
+        ok.channel = (uint16_t)(0x4001 + i);
+        assert_int_equal(fx_code(f, &ok), 0);
+    }
+    fx_free(f);
+}
+
+static void test_508_when_ports_run_out(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sin;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    getsockname(fd, (struct sockaddr *)&sin, &sl);
+    struct fx *f = fx_new(ntohs(sin.sin_port), ntohs(sin.sin_port), "");
+    fx_challenge(f);
+    struct req r = req_new(STUN_ALLOCATE, "alice", "secret");
+    assert_int_equal(fx_code(f, &r), 508);
+    assert_int_equal(quota_total(f->quota), 0);
+    close(fd);
+    struct req again = req_new(STUN_ALLOCATE, "alice", "secret");
+    assert_int_equal(fx_code(f, &again), 0); /* the port is free now */
+    fx_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_static_user_allocates),
+        cmocka_unit_test(test_redis_user_parks_and_resumes),
+        cmocka_unit_test(test_session_end_cancels_parked),
+        cmocka_unit_test(test_no_answer_is_500_after_timeout),
+        cmocka_unit_test(test_quota_asked_then_granted),
+        cmocka_unit_test(test_quota_full_is_486),
+        cmocka_unit_test(test_quota_grant_given_back_on_failure),
+        cmocka_unit_test(test_437_441_486),
+        cmocka_unit_test(test_channel_bind_508_leaves_no_half_channel),
+        cmocka_unit_test(test_508_when_ports_run_out),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
