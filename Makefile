@@ -23,7 +23,7 @@ UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(B)/%)
 BENCH_SRC  := $(wildcard test/bench/ternbench.c test/bench/bench_*.c)
 TOOL_BIN   := $(B)/ternc $(B)/ternbench $(B)/ternecho
 
-.PHONY: all run test asan fuzz bench clean deps test-deps
+.PHONY: all run test asan tsan fuzz bench clean deps test-deps
 all: $(B)/ternd $(UNIT_BIN) $(TOOL_BIN)
 
 $(B)/%.o: %.c
@@ -71,9 +71,15 @@ test: test-deps
 # The whole suite again under AddressSanitizer + UBSan.
 asan: test-deps
 	$(MAKE) B=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
-	B=build-asan SKIP_ASAN=1 FUZZ_SECONDS=0 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 test/run-all
+	B=build-asan SKIP_ASAN=1 SKIP_TSAN=1 FUZZ_SECONDS=0 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 test/run-all
 
-# libFuzzer targets: decoder, stream framer, Binding service (FUZZ_SECONDS each).
+# ternd under ThreadSanitizer with the integration tests that run several
+# workers, Redis and the metrics endpoint (also a stage of make test).
+tsan: test-deps
+	TSAN_ONLY=1 test/run-all
+
+# libFuzzer targets: decoder, stream framer, Binding service, TURN service
+# (FUZZ_SECONDS each).
 FUZZ_SECONDS ?= 30
 fuzz: test-deps
 	B=$(B) FUZZ_SECONDS=$(FUZZ_SECONDS) test/fuzz/run
@@ -83,6 +89,6 @@ bench: test-deps
 	B=$(B) test/bench/run
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

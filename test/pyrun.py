@@ -1,14 +1,20 @@
-"""Run the unittest modules under the given directories; print one line
-"pyrun: P passed, F failed, S skipped" for test/run-all to add up."""
+"""Run the unittest modules under the given directories, or the given test
+files; print one line "pyrun: P passed, F failed, S skipped" for
+test/run-all to add up."""
 import os
 import sys
 import unittest
 
 loader = unittest.TestLoader()
 suite = unittest.TestSuite()
-for d in sys.argv[1:]:
-    sys.path.insert(0, os.path.abspath(d))
-    suite.addTests(loader.discover(d, pattern="test_*.py", top_level_dir=d))
+for arg in sys.argv[1:]:
+    if os.path.isdir(arg):
+        sys.path.insert(0, os.path.abspath(arg))
+        suite.addTests(loader.discover(arg, pattern="test_*.py", top_level_dir=arg))
+    else:
+        d, name = os.path.split(os.path.abspath(arg))
+        sys.path.insert(0, d)
+        suite.addTests(loader.loadTestsFromName(name[:-3] if name.endswith(".py") else name))
 result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
 bad = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
 skipped = len(result.skipped)

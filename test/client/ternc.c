@@ -5,6 +5,11 @@
  *   class=success|error  xor-mapped=IP:PORT  mapped=...  response-origin=...
  *   other-address=...  source-address=...  changed-address=...  software=...
  *   error=CODE  unknown=0xTYPE  from=IP:PORT (UDP: who answered)  fingerprint=ok
+ * With --allocate USER:PASSWORD it sends a TURN Allocate instead: the first
+ * one unauthenticated, then again with the REALM and NONCE of the 401 and
+ * long-term credentials, and prints the second answer; with --leave it
+ * closes right after sending the second (TLS and DTLS with a close_notify),
+ * for tests of a client that goes away while its request waits.
  * Exit status: 0 answered, 3 timed out, 1 any other failure.
  */
 #include <arpa/inet.h>
@@ -19,20 +24,23 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "proto/stun.h"
 
 struct opts {
     const char *transport, *host, *port;
     unsigned change, response_port, padding, count, timeout_ms;
-    bool fingerprint, classic, software, bind_any;
+    bool fingerprint, classic, software, bind_any, leave;
     const char *bind;
+    const char *allocate; /* "user:password", or NULL for Binding */
 };
 
 static void usage(void)
 {
     fprintf(stderr, "usage: ternc [-t udp|tcp|tls|dtls] [--change-ip] [--change-port]\n"
                     "  [--response-port N] [--padding N] [--fingerprint] [--classic] [--software]\n"
-                    "  [--bind IP:PORT] [--count N] [--timeout MS] HOST PORT\n");
+                    "  [--bind IP:PORT] [--count N] [--timeout MS]\n"
+                    "  [--allocate USER:PASSWORD [--leave]] HOST PORT\n");
     exit(1);
 }
 
@@ -48,6 +56,58 @@ static void print_addr(const char *key, const struct sockaddr_storage *ss)
         printf("%s=[%s]:%u\n", key, ip, port);
     else
         printf("%s=%s:%u\n", key, ip, port);
+}
+
+/* Realm and nonce of a 401, for the authenticated retry of --allocate. */
+struct challenge {
+    char realm[256];
+    size_t realm_len;
+    char nonce[256];
+    size_t nonce_len;
+};
+
+static size_t build_allocate(const struct opts *o, const struct challenge *ch, uint8_t *buf,
+                             size_t cap, uint8_t *tid)
+{
+    struct stun_enc e;
+    RAND_bytes(tid, 16);
+    stun_enc_init(&e, buf, cap, STUN_ALLOCATE, STUN_CLASS_REQUEST, tid, false);
+    static const uint8_t udp[4] = { 17, 0, 0, 0 };
+    stun_enc_add(&e, STUN_ATTR_REQUESTED_TRANSPORT, udp, sizeof udp);
+    if (ch) {
+        char user[256];
+        snprintf(user, sizeof user, "%s", o->allocate);
+        char *colon = strchr(user, ':');
+        if (!colon)
+            usage();
+        *colon = 0;
+        char realm[257];
+        snprintf(realm, sizeof realm, "%.*s", (int)ch->realm_len, ch->realm);
+        uint8_t key[16];
+        auth_key_md5(user, strlen(user), realm, colon + 1, key);
+        stun_enc_add(&e, STUN_ATTR_USERNAME, user, strlen(user));
+        stun_enc_add(&e, STUN_ATTR_REALM, ch->realm, ch->realm_len);
+        stun_enc_add(&e, STUN_ATTR_NONCE, ch->nonce, ch->nonce_len);
+        stun_enc_add_integrity(&e, key, sizeof key);
+    }
+    return e.len;
+}
+
+/* The realm and nonce of a 401 answer: 0 or -1. */
+static int read_challenge(const uint8_t *buf, size_t len, struct challenge *ch)
+{
+    struct stun_msg m;
+    if (stun_msg_decode(&m, buf, len) < 0)
+        return -1;
+    const struct stun_attr *r = stun_attr_find(&m, STUN_ATTR_REALM);
+    const struct stun_attr *n = stun_attr_find(&m, STUN_ATTR_NONCE);
+    if (!r || !n || r->len >= sizeof ch->realm || n->len >= sizeof ch->nonce)
+        return -1;
+    memcpy(ch->realm, buf + r->off, r->len);
+    ch->realm_len = r->len;
+    memcpy(ch->nonce, buf + n->off, n->len);
+    ch->nonce_len = n->len;
+    return 0;
 }
 
 static size_t build_request(const struct opts *o, uint8_t *buf, size_t cap, uint8_t *tid)
@@ -177,6 +237,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--bind") && i + 1 < argc) o.bind = argv[++i];
         else if (!strcmp(a, "--count") && i + 1 < argc) o.count = (unsigned)atoi(argv[++i]);
         else if (!strcmp(a, "--timeout") && i + 1 < argc) o.timeout_ms = (unsigned)atoi(argv[++i]);
+        else if (!strcmp(a, "--allocate") && i + 1 < argc) o.allocate = argv[++i];
+        else if (!strcmp(a, "--leave")) o.leave = true;
         else usage();
     }
     if (argc - i != 2)
@@ -229,15 +291,22 @@ int main(int argc, char **argv)
         }
     }
     int rc = 0;
-    for (unsigned n = 0; n < o.count && rc == 0; n++) {
+    struct challenge ch;
+    bool have_ch = false;
+    unsigned rounds = o.allocate ? 2 : o.count;
+    for (unsigned n = 0; n < rounds && rc == 0; n++) {
         uint8_t req[2048], resp[4096], tid[16];
-        size_t len = build_request(&o, req, sizeof req, tid);
+        size_t len = o.allocate ? build_allocate(&o, have_ch ? &ch : NULL, req, sizeof req, tid)
+                                : build_request(&o, req, sizeof req, tid);
+        bool leave = o.leave && have_ch;
         long got;
         struct sockaddr_storage from;
         socklen_t fl = sizeof from;
         if (ssl) {
             if (SSL_write(ssl, req, (int)len) <= 0)
                 return 1;
+            if (leave)
+                break;
             if (stream) {
                 got = stream_read(fd, ssl, resp, sizeof resp, o.timeout_ms);
             } else {
@@ -248,9 +317,13 @@ int main(int argc, char **argv)
         } else if (stream) {
             if (write(fd, req, len) != (ssize_t)len)
                 return 1;
+            if (leave)
+                break;
             got = stream_read(fd, NULL, resp, sizeof resp, o.timeout_ms);
         } else {
             sendto(fd, req, len, 0, ai->ai_addr, ai->ai_addrlen);
+            if (leave)
+                break;
             if (wait_readable(fd, o.timeout_ms) <= 0)
                 got = -3;
             else
@@ -264,6 +337,14 @@ int main(int argc, char **argv)
         }
         if (got <= 0)
             return 1;
+        if (o.allocate && !have_ch) {
+            if (read_challenge(resp, (size_t)got, &ch) < 0) {
+                printf("no-challenge=1\n");
+                return 1;
+            }
+            have_ch = true;
+            continue;
+        }
         rc = print_response(resp, (size_t)got, tid, o.classic);
     }
     if (ssl)
