@@ -1,11 +1,7 @@
 /*
- * cluster.c - see cluster.h: the worker's Redis connection, its state in the
- * log and the metrics, and the lifecycle of questions.
- *
- * A question is answered when its last reply is in. Cancelling only marks
- * it: the replies still arrive (Redis cannot be told to forget a command),
- * and the question is freed then, so a reply never reaches freed memory and
- * a cancelled asker never hears back.
+ * cluster.c - see cluster.h: the cluster of a worker put together (its
+ * Redis connection, the realm-limits poll), and the connection's state in
+ * the log and the metrics.
  */
 #include "server/cluster/cluster_int.h"
 
@@ -67,78 +63,12 @@ void cluster_free(struct cluster *c)
     if (!c)
         return;
     cluster_limits_stop(c);
-    for (struct cluster_ask *q = c->asks; q; q = q->next)
-        q->cancelled = true; /* no answers while shutting down */
+    cluster_asks_cancel_all(c); /* no answers while shutting down */
     /* Freeing the connection completes every command with a NULL reply,
      * which frees the questions. */
     redis_conn_free(c->redis);
-    while (c->asks) {
-        struct cluster_ask *q = c->asks;
-        c->asks = q->next;
-        free(q);
-    }
+    cluster_asks_free_all(c);
     if (c->gauge_timer)
         event_free(c->gauge_timer);
     free(c);
-}
-
-bool cluster_up(const struct cluster *c)
-{
-    return c && redis_conn_up(c->redis);
-}
-
-struct cluster_ask *cluster_ask_new(struct cluster *c, enum cluster_ask_kind kind,
-                                    const char *user, size_t len)
-{
-    if (!cluster_up(c) || c->n_asks >= CLUSTER_MAX_ASKS || len > AUTH_MAX_USERNAME)
-        return NULL;
-    struct cluster_ask *q = calloc(1, sizeof *q);
-    if (!q)
-        return NULL;
-    q->c = c;
-    q->kind = kind;
-    memcpy(q->user, user, len);
-    q->user_len = len;
-    q->next = c->asks;
-    if (c->asks)
-        c->asks->prev = q;
-    c->asks = q;
-    c->n_asks++;
-    return q;
-}
-
-static void ask_free(struct cluster_ask *q)
-{
-    struct cluster *c = q->c;
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        c->asks = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
-    c->n_asks--;
-    free(q);
-}
-
-void cluster_ask_reply_done(struct cluster_ask *q)
-{
-    if (--q->waiting > 0)
-        return;
-    if (q->kind == CLUSTER_ASK_KEYS)
-        cluster_creds_answer(q);
-    else
-        cluster_quota_answer(q);
-    ask_free(q);
-}
-
-void cluster_ask_cancel(struct cluster_ask *q)
-{
-    if (q)
-        q->cancelled = true;
-}
-
-void cluster_send(struct cluster *c, int argc, const char **argv, const size_t *lens)
-{
-    if (cluster_up(c))
-        redis_conn_command(c->redis, NULL, NULL, argc, argv, lens);
 }

@@ -1,7 +1,8 @@
 /*
- * cluster_int.h - what the parts of cluster/ share (cluster.c: the
- * connection, its state and the question handles; creds.c, quota.c,
- * publish.c, limits.c: one job each). Not for use outside server/cluster/.
+ * cluster_int.h - what the parts of cluster/ share: cluster.c puts the
+ * cluster together; creds.c, quota.c, publish.c and limits.c do one job
+ * each over ask.c (question handles, the up state, plain writes) and
+ * redis.c (the connection). Not for use outside server/cluster/.
  */
 #ifndef TERN_SERVER_CLUSTER_CLUSTER_INT_H
 #define TERN_SERVER_CLUSTER_CLUSTER_INT_H
@@ -23,8 +24,6 @@ struct cluster_cache_entry {
     uint8_t md5[16], sha256[32];
 };
 
-enum cluster_ask_kind { CLUSTER_ASK_KEYS, CLUSTER_ASK_QUOTA };
-
 /*
  * One question. Owned by the cluster (listed in c->asks) from its creation
  * until every Redis reply it waits for has come back; its asker holds the
@@ -33,7 +32,7 @@ enum cluster_ask_kind { CLUSTER_ASK_KEYS, CLUSTER_ASK_QUOTA };
 struct cluster_ask {
     struct cluster_ask *next, *prev;
     struct cluster *c;
-    enum cluster_ask_kind kind;
+    void (*answer)(struct cluster_ask *q); /* of the part that asked */
     cluster_keys_fn keys_done;
     cluster_quota_fn quota_done;
     void *arg;
@@ -70,22 +69,22 @@ struct cluster {
     struct event *limits_timer;
 };
 
-/* A new question listed in c->asks, or NULL (too many, out of memory). */
-struct cluster_ask *cluster_ask_new(struct cluster *c, enum cluster_ask_kind kind,
+/* ask.c: a new question listed in c->asks, answered by answer(q) when its
+ * last reply is in (answer checks q->cancelled); NULL if Redis is down or
+ * too many wait. */
+struct cluster_ask *cluster_ask_new(struct cluster *c, void (*answer)(struct cluster_ask *q),
                                     const char *user, size_t len);
-/* One reply of q is in: when it was the last, answer (unless cancelled)
- * and free q. */
+/* One reply of q is in: when it was the last, answer and free q. */
 void cluster_ask_reply_done(struct cluster_ask *q);
+/* Shutdown: mark every question cancelled / free what is left. */
+void cluster_asks_cancel_all(struct cluster *c);
+void cluster_asks_free_all(struct cluster *c);
 /* Fire-and-forget write; dropped while Redis is down. */
 void cluster_send(struct cluster *c, int argc, const char **argv, const size_t *lens);
 
 /* quota.c: a user's allocation set's key into buf; its length, or 0. */
 size_t cluster_quota_key(const struct cluster *c, const char *user, size_t len, char *buf,
                          size_t cap);
-/* creds.c: deliver a keys question's answer and cache it. */
-void cluster_creds_answer(struct cluster_ask *q);
-/* quota.c: deliver a quota answer, or give an unwanted grant back. */
-void cluster_quota_answer(struct cluster_ask *q);
 /* limits.c: a Redis value as a limit of at most max: 0 and *out, or -1. */
 int cluster_limit_parse(const char *s, size_t len, uint64_t max, uint64_t *out);
 int cluster_limits_start(struct cluster *c);

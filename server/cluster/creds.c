@@ -122,7 +122,8 @@ void cluster_keys_cached(struct cluster *c, const char *user, size_t len, enum a
     out->status = cluster_up(c) ? CLUSTER_KEYS_MISS : CLUSTER_KEYS_FAILED;
 }
 
-void cluster_creds_answer(struct cluster_ask *q)
+/* Deliver a keys question's answer, and cache what Redis said. */
+static void creds_answer(struct cluster_ask *q)
 {
     struct cluster *c = q->c;
     uint64_t ttl = (uint64_t)c->env.conf->cache_ttl * 1000u;
@@ -218,7 +219,7 @@ struct cluster_ask *cluster_keys_ask(struct cluster *c, const char *user, size_t
                                      enum auth_alg alg, uint64_t now, cluster_keys_fn done,
                                      void *arg)
 {
-    struct cluster_ask *q = cluster_ask_new(c, CLUSTER_ASK_KEYS, user, len);
+    struct cluster_ask *q = cluster_ask_new(c, creds_answer, user, len);
     if (!q)
         return NULL;
     q->alg = alg;

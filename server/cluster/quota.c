@@ -47,7 +47,8 @@ void cluster_quota_release(struct cluster *c, const char *user, size_t len, uint
         cluster_send(c, 3, zrem, zl);
 }
 
-void cluster_quota_answer(struct cluster_ask *q)
+/* Deliver a quota answer, or give an unwanted grant back. */
+static void quota_answer(struct cluster_ask *q)
 {
     if (q->cancelled || !q->quota_done) {
         if (q->granted)
@@ -77,7 +78,7 @@ struct cluster_ask *cluster_quota_ask(struct cluster *c, const char *user, size_
     size_t klen = cluster_quota_key(c, user, len, key, sizeof key);
     if (!klen)
         return NULL;
-    struct cluster_ask *q = cluster_ask_new(c, CLUSTER_ASK_QUOTA, user, len);
+    struct cluster_ask *q = cluster_ask_new(c, quota_answer, user, len);
     if (!q)
         return NULL;
     q->sid = sid;

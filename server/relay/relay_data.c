@@ -117,7 +117,7 @@ void alloc_relay_channel(struct alloc *a, const uint8_t *frame, size_t len)
     const uint8_t *data;
     if (stun_channel_decode(frame, len, &number, &data, &dlen) < 0)
         return;
-    uint32_t now = alloc_now(a);
+    uint32_t now = relay_now(a->t);
     const struct chan *c = relay_chan_by_number(a, number, now);
     if (c)
         relay_to_peer(a, (const struct sockaddr *)&c->peer, data, dlen, now);
@@ -132,7 +132,7 @@ void alloc_relay_send(struct alloc *a, const struct sockaddr *peer, const uint8_
         stats_add(&a->t->env.stats->drops[STATS_DROP_NO_PERMISSION], 1);
         return;
     }
-    relay_to_peer(a, peer, data, len, alloc_now(a));
+    relay_to_peer(a, peer, data, len, relay_now(a->t));
 }
 
 /* The header for one peer datagram to the client: ChannelData if the peer
@@ -205,7 +205,7 @@ static void relay_on_read(evutil_socket_t fd, short what, void *arg)
         int n = recvmmsg(fd, rx->msg, RELAY_RX_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
-        uint32_t now = alloc_now(a);
+        uint32_t now = relay_now(a->t);
         unsigned out = 0;
         for (int i = 0; i < n; i++) {
             const struct sockaddr *peer = (const struct sockaddr *)&rx->peer[i];

@@ -1,11 +1,13 @@
 /*
- * relay_int.h - what the parts of relay/ share (alloc.c: the table, wheel,
- * permissions and channels; relay_data.c: relay sockets and the data
- * paths). Not for use outside server/relay/.
+ * relay_int.h - what the parts of relay/ share: alloc.c (the table, the
+ * timer wheel, lifetimes) uses relay_data.c (relay sockets and the data
+ * paths), which uses perm.c (permissions and channels); never the other
+ * way. Not for use outside server/relay/.
  */
 #ifndef TERN_SERVER_RELAY_RELAY_INT_H
 #define TERN_SERVER_RELAY_RELAY_INT_H
 
+#include "server/core/clock.h"
 #include "server/relay/alloc.h"
 
 struct relay_rx;
@@ -24,11 +26,27 @@ struct relay_table {
     struct relay_rx *rx;   /* relay receive scratch, owned */
 };
 
-uint64_t relay_rng_next(struct relay_table *t);
+/* The table's TURN clock, in (scaled) seconds. */
+static inline uint32_t relay_now(const struct relay_table *t)
+{
+    return clock_scaled_now(t->env.clock);
+}
+
+/* xorshift: relay ports and Data indication ids need to be unpredictable
+ * to an outsider, not cryptographic (the state is seeded from RAND_bytes). */
+static inline uint64_t relay_rng_next(struct relay_table *t)
+{
+    t->rng ^= t->rng << 13;
+    t->rng ^= t->rng >> 7;
+    t->rng ^= t->rng << 17;
+    return t->rng;
+}
+
 /* relay_data.c: the receive scratch of a table. */
 struct relay_rx *relay_rx_new(void);
 void relay_rx_free(struct relay_rx *rx);
-/* Live channel of a number / of a peer at time now, or NULL. */
+/* perm.c: the live channel of a number / of a peer at time now, or NULL;
+ * a permission for peer at time now. */
 const struct chan *relay_chan_by_number(const struct alloc *a, uint16_t number, uint32_t now);
 const struct chan *relay_chan_by_peer(const struct alloc *a, const struct sockaddr *peer,
                                       uint32_t now);

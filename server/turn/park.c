@@ -12,8 +12,6 @@
 #include "server/core/stats.h"
 #include "server/turn/turn_int.h"
 
-enum park_step { PARK_KEYS, PARK_QUOTA };
-
 /*
  * One parked request. Owned by its park table; listed there (all) and in
  * its session's list (s->parked); freed when answered or when its session
@@ -25,7 +23,7 @@ struct turn_park {
     struct park_table *pt;
     struct turn_session *s;
     struct cluster_ask *ask;
-    enum park_step step;
+    park_resume_fn resume;           /* the step that waited */
     bool ready;                      /* answered: waiting for the drain */
     uint64_t deadline_ms;
     struct sockaddr_storage client;
@@ -33,10 +31,7 @@ struct turn_park {
     struct turn_auth au;
     size_t user_len;
     char user[AUTH_MAX_USERNAME + 1];
-    /* the answer */
-    struct cluster_keys keys;
-    enum cluster_quota_status quota;
-    uint64_t sid;
+    struct park_answer ans;
     size_t len;
     uint8_t msg[PARK_MSG];
 };
@@ -122,7 +117,7 @@ bool park_find(const struct park_table *pt, const struct turn_session *s,
 /* A new parked request of step for m, listed; NULL if it cannot wait. */
 static struct turn_park *park_new(struct park_table *pt, struct turn_session *s,
                                   const struct stun_msg *m, const struct sockaddr *client,
-                                  const struct turn_auth *au, enum park_step step)
+                                  const struct turn_auth *au, park_resume_fn resume)
 {
     if (pt->n >= PARK_MAX || m->len > PARK_MSG || au->user_len > AUTH_MAX_USERNAME)
         return NULL;
@@ -131,7 +126,7 @@ static struct turn_park *park_new(struct park_table *pt, struct turn_session *s,
         return NULL;
     p->pt = pt;
     p->s = s;
-    p->step = step;
+    p->resume = resume;
     p->deadline_ms = clock_mono_ms() + PARK_TIMEOUT_MS;
     memcpy(&p->client, client, net_addr_len(client));
     memcpy(p->msg, m->buf, m->len);
@@ -167,21 +162,22 @@ static void park_mark_ready(struct turn_park *p)
 static void on_keys(void *arg, const struct cluster_keys *k)
 {
     struct turn_park *p = arg;
-    p->keys = *k;
+    p->ans.keys = *k;
     park_mark_ready(p);
 }
 
 static void on_quota(void *arg, enum cluster_quota_status status)
 {
     struct turn_park *p = arg;
-    p->quota = status;
+    p->ans.quota = status;
     park_mark_ready(p);
 }
 
 int park_keys(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
-              const struct sockaddr *client, const struct turn_auth *au, uint64_t now)
+              const struct sockaddr *client, const struct turn_auth *au, uint64_t now,
+              park_resume_fn resume)
 {
-    struct turn_park *p = park_new(pt, s, m, client, au, PARK_KEYS);
+    struct turn_park *p = park_new(pt, s, m, client, au, resume);
     if (!p)
         return -1;
     p->ask = cluster_keys_ask(pt->svc->env.cluster, au->user, au->user_len, au->alg, now,
@@ -195,12 +191,12 @@ int park_keys(struct park_table *pt, struct turn_session *s, const struct stun_m
 
 int park_quota(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
                const struct sockaddr *client, const struct turn_auth *au, uint64_t sid,
-               uint32_t lifetime_s, unsigned limit)
+               uint32_t lifetime_s, unsigned limit, park_resume_fn resume)
 {
-    struct turn_park *p = park_new(pt, s, m, client, au, PARK_QUOTA);
+    struct turn_park *p = park_new(pt, s, m, client, au, resume);
     if (!p)
         return -1;
-    p->sid = sid;
+    p->ans.sid = sid;
     p->ask = cluster_quota_ask(pt->svc->env.cluster, au->user, au->user_len, sid, lifetime_s,
                                limit, on_quota, p);
     if (!p->ask) {
@@ -219,31 +215,15 @@ void park_session_end(struct turn_session *s)
 /* Continue p at the step that waited; send what it answers. */
 static void park_resume(struct park_table *pt, struct turn_park *p)
 {
-    struct turn *t = pt->svc;
     struct turn_session *s = p->s;
     const struct sockaddr *client = (const struct sockaddr *)&p->client;
     struct stun_msg m;
     if (stun_msg_decode(&m, p->msg, p->len) < 0)
         return;
-    size_t len = 0;
-    if (p->step == PARK_QUOTA) {
-        len = turn_allocate_quota(s, &m, client, &p->au, p->quota, p->sid, pt->out,
-                                  sizeof pt->out);
-    } else {
-        int code = turn_auth_with_keys(t, &m, &p->keys, &p->au);
-        if (code == 500)
-            stats_add(&t->env.stats->redis_failures, 1);
-        if (code == 401)
-            len = turn_reply_challenge(t, &m, 401, client, pt->out, sizeof pt->out);
-        else if (code)
-            len = turn_unauth_error(t, &m, client, code, pt->out, sizeof pt->out);
-        else if (turn_request_authed(s, &m, client, &p->au, pt->out, sizeof pt->out, &len) !=
-                 TURN_ANSWER)
-            len = 0;
-    }
+    size_t len = p->resume(s, &m, client, &p->au, &p->ans, pt->out, sizeof pt->out);
     if (!len)
         return;
-    txcache_put(t->tx, s->conn, client, m.tid, pt->out, len);
+    txcache_put(pt->svc->tx, s->conn, client, m.tid, pt->out, len);
     struct iovec iov = { pt->out, len };
     s->ops->send(s->conn, client, s->local, &iov, 1, false);
 }
@@ -278,8 +258,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         if (p->ready || now < p->deadline_ms)
             continue;
         cluster_ask_cancel(p->ask);
-        p->keys.status = CLUSTER_KEYS_FAILED;
-        p->quota = CLUSTER_QUOTA_FAILED;
+        p->ans.keys.status = CLUSTER_KEYS_FAILED;
+        p->ans.quota = CLUSTER_QUOTA_FAILED;
         park_mark_ready(p);
     }
     if (pt->n) {

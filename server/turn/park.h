@@ -4,11 +4,13 @@
  *
  * A parked request is owned by the worker's park table and listed in its
  * session's list; it holds a copy of the message, its cluster question
- * handle, and the step it waits at. Its answer arrives as a callback
- * argument (never through hidden state), is stored in the request, and the
- * request goes on the ready list; one event of the worker's loop drains
- * that list and continues each request at the step that waited (never
- * from inside the Redis reply). Ending a session cancels its questions and
+ * handle, and the step to continue at (a callback of the code that parked
+ * it, so this file calls nothing above it). Its answer arrives as a
+ * callback argument (never through hidden state), is stored in the request,
+ * and the request goes on the ready list; one event of the worker's loop
+ * drains that list and continues each request at the step that waited
+ * (never from inside the Redis reply), then sends what it answers through
+ * the session's client_ops and keeps it in the transaction cache. Ending a session cancels its questions and
  * frees its parked requests, so no answer can reach a session that is gone.
  * A request not answered within PARK_TIMEOUT_MS stops waiting: credentials
  * get 500, a quota question is decided locally.
@@ -22,6 +24,7 @@
 #include <sys/socket.h>
 
 #include "proto/stun.h"
+#include "server/cluster/cluster.h"
 
 struct event_base;
 struct worker_stats;
@@ -35,6 +38,20 @@ struct turn_auth;
 
 struct park_table;
 
+/* What a parked request waited for. */
+struct park_answer {
+    struct cluster_keys keys;        /* park_keys: FAILED after the timeout */
+    enum cluster_quota_status quota; /* park_quota: FAILED after the timeout */
+    uint64_t sid;                    /* park_quota: the member asked for */
+};
+
+/* Continue a parked request: m is its copy, au its authentication so far
+ * (au->user points into the parked request). Returns the length of the
+ * answer written to out, or 0 for none. */
+typedef size_t (*park_resume_fn)(struct turn_session *s, const struct stun_msg *m,
+                                 const struct sockaddr *client, struct turn_auth *au,
+                                 const struct park_answer *ans, uint8_t *out, size_t cap);
+
 struct park_table *park_table_new(struct turn *svc, struct event_base *base,
                                   struct worker_stats *stats);
 /* Every session must have ended (park_session_end) before. */
@@ -47,12 +64,13 @@ bool park_find(const struct park_table *pt, const struct turn_session *s,
 /* Park m until the keys of au->user (alg au->alg) are in. 0, or -1 when it
  * cannot wait (answer 500). */
 int park_keys(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
-              const struct sockaddr *client, const struct turn_auth *au, uint64_t now);
+              const struct sockaddr *client, const struct turn_auth *au, uint64_t now,
+              park_resume_fn resume);
 /* Park an authenticated Allocate until the user quota question for member
  * sid is answered. 0, or -1 when it cannot wait (decide locally). */
 int park_quota(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
                const struct sockaddr *client, const struct turn_auth *au, uint64_t sid,
-               uint32_t lifetime_s, unsigned limit);
+               uint32_t lifetime_s, unsigned limit, park_resume_fn resume);
 /* The session ends: cancel and free its parked requests. */
 void park_session_end(struct turn_session *s);
 

@@ -5,9 +5,9 @@
  * and the answer.
  *
  * With a user quota and Redis up, the request waits for the cross-node quota
- * question (park.h) and continues in turn_allocate_quota with its answer;
- * every path that does not end in an allocation gives the granted member
- * back (cluster_quota_release).
+ * question (park.h) and continues in allocate_quota with its answer; every
+ * path that does not end in an allocation gives the granted member back
+ * (cluster_quota_release).
  */
 #include <netinet/in.h>
 #include <string.h>
@@ -149,41 +149,9 @@ static uint64_t next_sid(struct turn *t)
            n % 1000000000u;
 }
 
-enum turn_verdict turn_allocate(struct turn_session *s, const struct stun_msg *m,
-                                const struct sockaddr *client, const struct turn_auth *au,
-                                uint8_t *out, size_t cap, size_t *len)
-{
-    struct turn *t = s->svc;
-    const struct conf *c = t->env.conf;
-    struct alloc_req r;
-    int code = alloc_req_parse(m, &r);
-    if (code) {
-        *len = turn_reply_error(t, m, code, au, out, cap);
-        return *len ? TURN_ANSWER : TURN_DROP;
-    }
-    /* Overloaded: send the client elsewhere (RFC 8489 section 10), signed
-     * like any answer to an authenticated request. */
-    if (c->n_alternate_servers && c->alternate_threshold &&
-        quota_total(t->env.quota) >= c->alternate_threshold) {
-        *len = reply_alternate(t, m, au, out, cap);
-        return *len ? TURN_ANSWER : TURN_DROP;
-    }
-    /* The user quota across nodes is asked of Redis first; without Redis
-     * only this process's count applies. */
-    enum cluster_quota_status q = CLUSTER_QUOTA_FAILED;
-    uint64_t sid = next_sid(t);
-    if (t->env.limits->user_quota && cluster_up(t->env.cluster)) {
-        uint32_t real = turn_lifetime(t, m, true) / c->time_scale + 1;
-        if (park_quota(t->park, s, m, client, au, sid, real, t->env.limits->user_quota) == 0)
-            return TURN_PARKED;
-    }
-    *len = turn_allocate_quota(s, m, client, au, q, sid, out, cap);
-    return *len ? TURN_ANSWER : TURN_DROP;
-}
-
-size_t turn_allocate_quota(struct turn_session *s, const struct stun_msg *m,
-                           const struct sockaddr *client, const struct turn_auth *au,
-                           enum cluster_quota_status q, uint64_t sid, uint8_t *out, size_t cap)
+static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
+                             const struct sockaddr *client, const struct turn_auth *au,
+                             enum cluster_quota_status q, uint64_t sid, uint8_t *out, size_t cap)
 {
     struct turn *t = s->svc;
     struct alloc_req r;
@@ -305,4 +273,45 @@ size_t turn_allocate_quota(struct turn_session *s, const struct stun_msg *m,
              net_addr_format(client, cs, sizeof cs), (int)au->user_len, au->user,
              net_addr_format((struct sockaddr *)&a->relay[0].reported, rs, sizeof rs), lifetime);
     return turn_enc_finish(t, &e, m, au);
+}
+
+/* The quota question of a parked Allocate is answered (park.h). */
+static size_t resume_quota(struct turn_session *s, const struct stun_msg *m,
+                           const struct sockaddr *client, struct turn_auth *au,
+                           const struct park_answer *ans, uint8_t *out, size_t cap)
+{
+    return allocate_quota(s, m, client, au, ans->quota, ans->sid, out, cap);
+}
+
+enum turn_verdict turn_allocate(struct turn_session *s, const struct stun_msg *m,
+                                const struct sockaddr *client, const struct turn_auth *au,
+                                uint8_t *out, size_t cap, size_t *len)
+{
+    struct turn *t = s->svc;
+    const struct conf *c = t->env.conf;
+    struct alloc_req r;
+    int code = alloc_req_parse(m, &r);
+    if (code) {
+        *len = turn_reply_error(t, m, code, au, out, cap);
+        return *len ? TURN_ANSWER : TURN_DROP;
+    }
+    /* Overloaded: send the client elsewhere (RFC 8489 section 10), signed
+     * like any answer to an authenticated request. */
+    if (c->n_alternate_servers && c->alternate_threshold &&
+        quota_total(t->env.quota) >= c->alternate_threshold) {
+        *len = reply_alternate(t, m, au, out, cap);
+        return *len ? TURN_ANSWER : TURN_DROP;
+    }
+    /* The user quota across nodes is asked of Redis first; without Redis
+     * only this process's count applies. */
+    enum cluster_quota_status q = CLUSTER_QUOTA_FAILED;
+    uint64_t sid = next_sid(t);
+    if (t->env.limits->user_quota && cluster_up(t->env.cluster)) {
+        uint32_t real = turn_lifetime(t, m, true) / c->time_scale + 1;
+        if (park_quota(t->park, s, m, client, au, sid, real, t->env.limits->user_quota,
+                       resume_quota) == 0)
+            return TURN_PARKED;
+    }
+    *len = allocate_quota(s, m, client, au, q, sid, out, cap);
+    return *len ? TURN_ANSWER : TURN_DROP;
 }

@@ -1,9 +1,11 @@
 /*
- * turn_int.h - what the parts of the TURN service share: turn.c (dispatch,
- * the service and its sessions), turn_methods.c (Refresh, CreatePermission,
- * ChannelBind, Send), turn_auth.c (authentication), turn_alloc.c
- * (Allocate), txcache.c, rate.c and park.c. Not for use outside
- * server/turn/.
+ * turn_int.h - what the parts of the TURN service share: turn.c (the
+ * service and its sessions), turn_dispatch.c (the order of checks),
+ * turn_reply.c (answers), turn_auth.c (authentication), turn_alloc.c
+ * (Allocate), turn_methods.c (Refresh, CreatePermission, ChannelBind, Send),
+ * txcache.c, rate.c and park.c. Calls between them go one way (dispatch
+ * -> methods -> reply); park.c continues a request only through the
+ * callback it was handed. Not for use outside server/turn/.
  */
 #ifndef TERN_SERVER_TURN_TURN_INT_H
 #define TERN_SERVER_TURN_TURN_INT_H
@@ -50,18 +52,19 @@ enum turn_auth_step {
     TURN_AUTH_ASK,     /* the keys must come from Redis: park */
 };
 
-/* Replies (turn.c). Errors are signed when au is not NULL. */
+/* Replies (turn_reply.c). Errors are signed when au is not NULL. */
 void turn_enc_start(struct stun_enc *e, const struct stun_msg *m, uint8_t cls, uint8_t *out,
                     size_t cap);
 size_t turn_enc_finish(const struct turn *t, struct stun_enc *e, const struct stun_msg *m,
                        const struct turn_auth *au);
 size_t turn_reply_error(const struct turn *t, const struct stun_msg *m, int code,
                         const struct turn_auth *au, uint8_t *out, size_t cap);
-/* Everything after authentication: 441, 437, then the method. */
+/* Everything after authentication (turn_dispatch.c): 441, 437, then the
+ * method. */
 enum turn_verdict turn_request_authed(struct turn_session *s, const struct stun_msg *m,
                                       const struct sockaddr *client, const struct turn_auth *au,
                                       uint8_t *out, size_t cap, size_t *len);
-/* The allocation of the session or its 5-tuple. */
+/* The allocation of the session or its 5-tuple (turn.c). */
 struct alloc *turn_find_alloc(struct turn_session *s, const struct sockaddr *client);
 /* The statistics view of an allocation, with the traffic since the last
  * report (which becomes this one) or in total. */
@@ -91,14 +94,10 @@ size_t turn_do_channel_bind(struct turn_session *s, struct alloc *a, const struc
 void turn_send_indication(struct turn_session *s, const struct stun_msg *m,
                           const struct sockaddr *client);
 
-/* Allocate (turn_alloc.c): from the top, or on from the quota question's
- * answer (sid: the member that was asked for). */
+/* Allocate (turn_alloc.c). */
 uint32_t turn_lifetime(const struct turn *t, const struct stun_msg *m, bool allocate);
 enum turn_verdict turn_allocate(struct turn_session *s, const struct stun_msg *m,
                                 const struct sockaddr *client, const struct turn_auth *au,
                                 uint8_t *out, size_t cap, size_t *len);
-size_t turn_allocate_quota(struct turn_session *s, const struct stun_msg *m,
-                           const struct sockaddr *client, const struct turn_auth *au,
-                           enum cluster_quota_status q, uint64_t sid, uint8_t *out, size_t cap);
 
 #endif
