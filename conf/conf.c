@@ -523,6 +523,14 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
         conf_take_str(x, root, "realm", c->realm, sizeof(c->realm), true) < 0 ||
         conf_take_str(x, root, "software", c->software, sizeof(c->software), false) < 0)
         return -1;
+    /* A 401 challenge carries the realm, a nonce and the password
+     * algorithms, and must stay within 128 bytes of the smallest request
+     * (the amplification bound): a longer realm could not be answered. */
+    if (strlen(c->realm) > CONF_MAX_REALM)
+        return conf_fail(x, config_setting_get_member(root, "realm"),
+                         "'realm' is %zu characters; at most %d (a 401 challenge must stay within "
+                         "128 bytes of the smallest request)",
+                         strlen(c->realm), CONF_MAX_REALM);
     unsigned workers = (unsigned)c->workers;
     if (conf_take_uint(x, root, "workers", 0, 256, &workers) < 0)
         return -1;

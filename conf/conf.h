@@ -19,6 +19,7 @@
 #define CONF_MAX_CIDRS 64
 #define CONF_STR 256
 #define CONF_ERR_LEN 512
+#define CONF_MAX_REALM 52 /* longer: a challenge would break the amplification bound */
 
 enum conf_proto { CONF_UDP = 0, CONF_TCP = 1, CONF_TLS = 2, CONF_DTLS = 3 };
 

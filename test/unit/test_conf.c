@@ -340,6 +340,9 @@ static void test_err_wrong_type(void **state)
     test_expect_error("listen = ( { proto = \"udp\";\n  port = \"3478\"; } );\n", "t.conf:2: ",
                       "listen[0].port' must be an integer");
     test_expect_error("\nrealm = 5;\n", "t.conf:2: ", "must be a string");
+    /* 53 characters: its 401 challenge would break the amplification bound */
+    test_expect_error("\n\nrealm = \"realm-of-fifty-three-characters.tenant.example.org.xy\";\n",
+                      "t.conf:3: ", "at most 52");
     test_expect_error("\n\nrelay = [ ];\n", "t.conf:3: ", "must be a group");
     test_expect_error("peers = {\n allow_loopback = 1; };\n", "t.conf:2: ", "true or false");
     test_expect_error("peers = {\n deny = \"10.0.0.0/8\"; };\n", "t.conf:2: ", "must be a list");
