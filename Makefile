@@ -23,7 +23,7 @@ UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(B)/%)
 BENCH_SRC  := $(wildcard test/bench/ternbench.c test/bench/bench_*.c)
 TOOL_BIN   := $(B)/ternc $(B)/ternbench $(B)/ternecho
 
-.PHONY: all run test asan tsan fuzz bench clean deps test-deps
+.PHONY: all run test asan tsan soak fuzz bench clean deps test-deps
 all: $(B)/ternd $(UNIT_BIN) $(TOOL_BIN)
 
 $(B)/%.o: %.c
@@ -83,6 +83,13 @@ tsan: test-deps
 FUZZ_SECONDS ?= 30
 fuzz: test-deps
 	B=$(B) FUZZ_SECONDS=$(FUZZ_SECONDS) test/fuzz/run
+
+# Churn, faults and floods against one ternd for SOAK_SECONDS, then proof
+# that it gave everything back (test/soak/soak.py; make test runs 90 s).
+SOAK_SECONDS ?= 3600
+soak: test-deps
+	$(MAKE) all
+	B=$(B) SOAK_SECONDS=$(SOAK_SECONDS) /usr/bin/python3 test/soak/soak.py
 
 bench: test-deps
 	$(MAKE) all

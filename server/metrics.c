@@ -26,6 +26,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -36,6 +38,7 @@
 #include "server/core/net.h"
 #include "server/core/stats.h"
 #include "server/server.h"
+#include "server/transport/accept.h"
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define METRICS_TIMEOUT_S 10  /* a scraper that stalls loses its connection */
@@ -46,6 +49,8 @@ struct metrics {
     struct server *srv;       /* borrowed; its workers outlive the endpoint */
     struct evhttp *http;      /* owned; owns the listening socket and connections */
     struct timespec started;  /* CLOCK_MONOTONIC at metrics_start, for uptime */
+    struct accept_guard guard; /* out of descriptors: no spinning */
+    char name[NET_ADDRSTRLEN + 16];
 };
 
 /* Label values, in the order of the enums in stats.h. */
@@ -230,7 +235,8 @@ static void metrics_write_all(const struct metrics *m, struct evbuffer *b)
 
 static void metrics_on_request(struct evhttp_request *req, void *arg)
 {
-    const struct metrics *m = arg;
+    struct metrics *m = arg;
+    accept_guard_ok(&m->guard);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || strcmp(path, "/metrics") != 0) {
@@ -247,6 +253,15 @@ static void metrics_on_request(struct evhttp_request *req, void *arg)
                       METRICS_CONTENT_TYPE);
     evhttp_send_reply(req, HTTP_OK, "OK", body);
     evbuffer_free(body);
+}
+
+static void metrics_on_accept_error(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    struct metrics *m = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    if (!accept_guard_on_error(&m->guard, err))
+        log_warn("%s: accept: %s", m->name, strerror(err));
 }
 
 /* A listening socket on addr: 0 and *fd, or -errno. */
@@ -283,7 +298,8 @@ int metrics_start(struct server *srv, struct event_base *base)
     }
     struct metrics *m = calloc(1, sizeof *m);
     struct evhttp *http = m ? evhttp_new(base) : NULL;
-    if (!http || !evhttp_accept_socket_with_handle(http, fd)) {
+    struct evhttp_bound_socket *bound = http ? evhttp_accept_socket_with_handle(http, fd) : NULL;
+    if (!bound) {
         log_error("cannot listen on metrics %s: out of memory", net_addr_format(addr, a, sizeof a));
         if (http)
             evhttp_free(http);
@@ -300,6 +316,10 @@ int metrics_start(struct server *srv, struct event_base *base)
     evhttp_set_gencb(http, metrics_on_request, m);
     m->srv = srv;
     m->http = http;
+    snprintf(m->name, sizeof m->name, "metrics %s", net_addr_format(addr, a, sizeof a));
+    struct evconnlistener *l = evhttp_bound_socket_get_listener(bound);
+    if (accept_guard_init(&m->guard, base, l, m->name) == 0)
+        evconnlistener_set_error_cb(l, metrics_on_accept_error);
     clock_gettime(CLOCK_MONOTONIC, &m->started);
     srv->metrics = m;
     log_info("metrics on http://%s/metrics", net_addr_format(addr, a, sizeof a));
@@ -311,6 +331,7 @@ void metrics_stop(struct server *srv)
     struct metrics *m = srv->metrics;
     if (!m)
         return;
+    accept_guard_free(&m->guard);
     evhttp_free(m->http);
     free(m);
     srv->metrics = NULL;

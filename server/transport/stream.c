@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "server/core/net.h"
 #include "server/core/stats.h"
 #include "server/stun/dispatch.h"
+#include "server/transport/accept.h"
 #include "server/transport/tls.h"
 #include "server/transport/transport_int.h"
 
@@ -38,6 +40,8 @@ struct stream_listener {
     struct transport *t;
     bool tls;
     struct sockaddr_storage addr;
+    struct accept_guard guard;
+    char name[NET_ADDRSTRLEN + 8];
 };
 
 /* One client connection; owned by its worker's transport, freed by
@@ -189,6 +193,7 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
     struct stream_listener *sl = arg;
     struct transport *t = sl->t;
     const struct conf *cf = t->env.conf;
+    accept_guard_ok(&sl->guard);
     if (t->n_conns >= cf->max_connections) {
         log_debug("worker %d: connection limit %u reached, refusing", t->env.worker_id,
                   cf->max_connections);
@@ -255,10 +260,10 @@ static void listener_on_error(struct evconnlistener *l, void *arg)
 {
     (void)l;
     struct stream_listener *sl = arg;
-    char a[NET_ADDRSTRLEN];
-    /* EMFILE and friends: keep listening, the condition is usually brief. */
-    log_warn("accept on %s: %s", net_addr_format((struct sockaddr *)&sl->addr, a, sizeof a),
-             strerror(errno));
+    int err = EVUTIL_SOCKET_ERROR();
+    if (accept_guard_on_error(&sl->guard, err))
+        return;
+    log_warn("%s: accept: %s", sl->name, strerror(err));
 }
 
 int stream_listen(struct transport *t, const struct sockaddr_storage *addr, bool tls)
@@ -286,6 +291,11 @@ int stream_listen(struct transport *t, const struct sockaddr_storage *addr, bool
     }
     evconnlistener_set_error_cb(l, listener_on_error);
     sl->l = l;
+    char a[NET_ADDRSTRLEN];
+    snprintf(sl->name, sizeof sl->name, "%s %s", tls ? "tls" : "tcp",
+             net_addr_format((const struct sockaddr *)addr, a, sizeof a));
+    if (accept_guard_init(&sl->guard, t->env.base, l, sl->name) < 0)
+        log_warn("%s: no spare descriptor: running out of them would make accept() spin", sl->name);
     t->listeners[t->n_listeners++] = sl;
     return 0;
 }
@@ -293,6 +303,7 @@ int stream_listen(struct transport *t, const struct sockaddr_storage *addr, bool
 void stream_close_all(struct transport *t)
 {
     for (size_t i = 0; i < t->n_listeners; i++) {
+        accept_guard_free(&t->listeners[i]->guard);
         evconnlistener_free(t->listeners[i]->l);
         free(t->listeners[i]);
     }

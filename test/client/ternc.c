@@ -274,8 +274,9 @@ int main(int argc, char **argv)
         return 1;
     }
     SSL *ssl = NULL;
+    SSL_CTX *ctx = NULL;
     if (tls) {
-        SSL_CTX *ctx = SSL_CTX_new(stream ? TLS_client_method() : DTLS_client_method());
+        ctx = SSL_CTX_new(stream ? TLS_client_method() : DTLS_client_method());
         ssl = SSL_new(ctx);
         SSL_set_fd(ssl, fd);
         if (!stream) {
@@ -347,8 +348,11 @@ int main(int argc, char **argv)
         }
         rc = print_response(resp, (size_t)got, tid, o.classic);
     }
-    if (ssl)
+    if (ssl) {
         SSL_shutdown(ssl);
+        SSL_free(ssl);
+    }
+    SSL_CTX_free(ctx);
     close(fd);
     freeaddrinfo(ai);
     return rc;
