@@ -37,12 +37,12 @@ $(B)/ternd: $(SERVER_OBJ) $(LIB_OBJ)
 # and allocations with no client sockets and no Redis: cluster/ is replaced
 # by a fake (test/unit/fake_cluster.c) that answers now, later or never.
 CORE_OBJ   := $(patsubst %.c,$(B)/%.o,$(wildcard server/core/*.c server/relay/*.c server/stun/*.c server/turn/*.c))
-UNIT_EXTRA := $(CORE_OBJ) $(B)/test/unit/fake_cluster.o
+UNIT_EXTRA := $(CORE_OBJ) $(B)/test/unit/fake_cluster.o $(B)/test/unit/turn_harness.o
 
 $(B)/test_%: $(B)/test/unit/test_%.o $(LIB_OBJ) $(UNIT_EXTRA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-$(B)/ternc: $(B)/test/client/ternc.o $(LIB_OBJ)
+$(B)/ternc: $(B)/test/client/ternc.o $(B)/test/client/nat.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/ternbench: $(BENCH_SRC:%.c=$(B)/%.o) $(LIB_OBJ)

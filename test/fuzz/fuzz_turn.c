@@ -33,23 +33,13 @@
 #include "server/relay/reserve.h"
 #include "server/turn/turn.h"
 #include "test/unit/fake_cluster.h"
+#include "test/unit/turn_harness.h"
 
 #define REALM "fuzz.example"
 #define UNAUTH_GROWTH 128
 
 static struct {
-    struct event_base *base;
-    struct conf conf;
-    struct auth_store auth;
-    struct quota *quota;
-    struct reserve *resv;
-    struct clock_scaled clock;
-    struct limits limits;
-    struct worker_stats stats;
-    struct cluster *cl;
-    struct turn *turn;
-    struct relay_table *relay;
-    uint8_t nonce_key[32];
+    struct turn_harness h;
     struct sockaddr_in local;
 } g;
 
@@ -82,12 +72,12 @@ static void print_stats(void)
     fprintf(stderr,
             "fuzz_turn: allocations %llu, permissions %llu, channels %llu, relayed to peers %llu, "
             "redis lookups %llu, auth failures %llu\n",
-            (unsigned long long)stats_read(&g.stats.allocations_created),
-            (unsigned long long)stats_read(&g.stats.permissions_created),
-            (unsigned long long)stats_read(&g.stats.channels_bound),
-            (unsigned long long)stats_read(&g.stats.packets[STATS_TO_PEER]),
-            (unsigned long long)fake_cluster_state(g.cl)->keys_asked,
-            (unsigned long long)stats_read(&g.stats.auth_failures));
+            (unsigned long long)stats_read(&g.h.stats.allocations_created),
+            (unsigned long long)stats_read(&g.h.stats.permissions_created),
+            (unsigned long long)stats_read(&g.h.stats.channels_bound),
+            (unsigned long long)stats_read(&g.h.stats.packets[STATS_TO_PEER]),
+            (unsigned long long)fake_cluster_state(g.h.cl)->keys_asked,
+            (unsigned long long)stats_read(&g.h.stats.auth_failures));
 }
 
 static void setup(void)
@@ -109,34 +99,16 @@ static void setup(void)
         "peers = { allow_loopback = true; };\n"
         "limits = { user_quota = 3; unauth_rate = 0; unauth_global_rate = 0; };\n"
         "log = { level = \"error\"; };\n";
-    if (conf_load_string(&g.conf, text, "fuzz.conf", err, sizeof err) < 0 ||
-        auth_store_init(&g.auth, &g.conf) < 0)
+    if (turn_harness_init(&g.h, text, err, sizeof err) < 0) {
+        fprintf(stderr, "fuzz_turn: %s\n", err);
         abort();
+    }
     log_open(LOG_LVL_ERROR, NULL, false);
-    g.base = event_base_new();
-    g.quota = quota_new();
-    g.resv = reserve_new();
-    clock_scaled_init(&g.clock, 1);
-    g.limits = (struct limits){ 0, g.conf.user_quota, 0 };
-    g.cl = fake_cluster_new(g.base);
-    struct fake_cluster_state *st = fake_cluster_state(g.cl);
+    struct fake_cluster_state *st = fake_cluster_state(g.h.cl);
     st->mode = FAKE_NOW;
     snprintf(st->user, sizeof st->user, "carol");
     auth_key_md5("carol", 5, REALM, "carolpw", st->md5);
     auth_key_sha256("carol", 5, REALM, "carolpw", st->sha256);
-    memset(g.nonce_key, 0x5a, sizeof g.nonce_key);
-    struct turn_env te = { .worker_id = 0, .n_workers = 1, .node_id = 1, .base = g.base,
-                           .conf = &g.conf, .stats = &g.stats, .clock = &g.clock,
-                           .limits = &g.limits, .auth = &g.auth, .nonce_key = g.nonce_key,
-                           .quota = g.quota, .resv = g.resv, .cluster = g.cl };
-    g.turn = turn_new(&te);
-    struct relay_env re = { .base = g.base, .conf = &g.conf, .clock = &g.clock,
-                            .stats = &g.stats, .limits = &g.limits, .quota = g.quota,
-                            .on_death = turn_on_alloc_death, .death_arg = g.turn };
-    g.relay = relay_table_new(&re);
-    if (!g.turn || !g.relay)
-        abort();
-    turn_set_relay(g.turn, g.relay);
     g.local.sin_family = AF_INET;
     g.local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     g.local.sin_port = htons(3478);
@@ -237,7 +209,7 @@ static size_t build_signed(struct in *in, const struct sockaddr *client, uint8_t
     if (flags & 8)
         pw = "wrong";
     char nonce[AUTH_NONCE_LEN + 1];
-    auth_nonce_make(g.nonce_key, client, (uint64_t)time(NULL) + 600, nonce);
+    auth_nonce_make(g.h.nonce_key, client, (uint64_t)time(NULL) + 600, nonce);
     stun_enc_add(&e, STUN_ATTR_USERNAME, user, strlen(user));
     stun_enc_add(&e, STUN_ATTR_REALM, REALM, strlen(REALM));
     stun_enc_add(&e, STUN_ATTR_NONCE, nonce, AUTH_NONCE_LEN);
@@ -261,19 +233,19 @@ static size_t build_signed(struct in *in, const struct sockaddr *client, uint8_t
 static void loop_turn(void)
 {
     for (int i = 0; i < 3; i++)
-        event_base_loop(g.base, EVLOOP_NONBLOCK);
+        event_base_loop(g.h.base, EVLOOP_NONBLOCK);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!g.base)
+    if (!g.h.base)
         setup();
     struct in in = { data, size };
     /* two sessions: one like a UDP socket (allocations by 5-tuple), one
      * like a TCP/TLS/DTLS connection (one allocation) */
     struct turn_session s[2];
-    turn_session_init(&s[0], g.turn, &ops, &s[0], (struct sockaddr *)&g.local, false);
-    turn_session_init(&s[1], g.turn, &ops, &s[1], (struct sockaddr *)&g.local, true);
+    turn_session_init(&s[0], g.h.turn, &ops, &s[0], (struct sockaddr *)&g.local, false);
+    turn_session_init(&s[1], g.h.turn, &ops, &s[1], (struct sockaddr *)&g.local, true);
     struct sockaddr_in client = { .sin_family = AF_INET, .sin_port = htons(50000) };
     client.sin_addr.s_addr = htonl(0x7F000002u);
     unsigned cur = 0, steps = 0;
@@ -307,7 +279,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         default:
             turn_session_end(&s[cur], "fuzz");
-            turn_session_init(&s[cur], g.turn, &ops, &s[cur], (struct sockaddr *)&g.local,
+            turn_session_init(&s[cur], g.h.turn, &ops, &s[cur], (struct sockaddr *)&g.local,
                               cur == 1);
             break;
         }
@@ -316,9 +288,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     turn_session_end(&s[0], "fuzz over");
     turn_session_end(&s[1], "fuzz over");
     loop_turn();
-    if (relay_table_count(g.relay) != 0 || quota_total(g.quota) != 0)
+    if (relay_table_count(g.h.relay) != 0 || quota_total(g.h.quota) != 0)
         abort(); /* an allocation outlived its session */
-    if (stats_read(&g.stats.redis_parked) != 0)
+    if (stats_read(&g.h.stats.redis_parked) != 0)
         abort(); /* a parked request outlived its session */
     return 0;
 }

@@ -34,6 +34,7 @@
 #include "server/turn/park.h"
 #include "server/turn/turn.h"
 #include "test/unit/fake_cluster.h"
+#include "test/unit/turn_harness.h"
 
 #define REALM "test.example"
 
@@ -42,20 +43,15 @@ struct sent {
     size_t len;
 };
 
-/* Everything one test needs; the service under test and its fakes. */
+/* One test: the service under test (the harness) and what it sent. */
 struct fx {
+    struct turn_harness h;
     struct event_base *base;
-    struct conf conf;
-    struct auth_store auth;
-    struct quota *quota;
-    struct reserve *resv;
-    struct clock_scaled clock;
-    struct limits limits;
-    struct worker_stats stats;
-    struct cluster *cl;
     struct turn *turn;
     struct relay_table *relay;
-    uint8_t nonce_key[32];
+    struct cluster *cl;
+    struct quota *quota;
+    struct worker_stats *stats;
     struct turn_session s;
     struct sockaddr_in local, client;
     uint8_t nonce[AUTH_NONCE_LEN];
@@ -98,28 +94,14 @@ static struct fx *fx_new(unsigned min_port, unsigned max_port, const char *limit
              "%srelay = { ip = [ \"127.0.0.1\" ]; min_port = %u; max_port = %u; };\n"
              "limits = { %s };\n",
              base_conf, min_port, max_port, limits);
-    if (conf_load_string(&f->conf, text, "t.conf", err, sizeof err) < 0)
-        fail_msg("config: %s", err);
-    assert_int_equal(auth_store_init(&f->auth, &f->conf), 0);
-    f->base = event_base_new();
-    f->quota = quota_new();
-    f->resv = reserve_new();
-    clock_scaled_init(&f->clock, 1);
-    f->limits = (struct limits){ f->conf.max_bps, f->conf.user_quota, f->conf.total_quota };
-    f->cl = fake_cluster_new(f->base);
-    memset(f->nonce_key, 7, sizeof f->nonce_key);
-    struct turn_env te = { .worker_id = 0, .n_workers = 1, .node_id = 1, .base = f->base,
-                           .conf = &f->conf, .stats = &f->stats, .clock = &f->clock,
-                           .limits = &f->limits, .auth = &f->auth, .nonce_key = f->nonce_key,
-                           .quota = f->quota, .resv = f->resv, .cluster = f->cl };
-    f->turn = turn_new(&te);
-    struct relay_env re = { .base = f->base, .conf = &f->conf, .clock = &f->clock,
-                            .stats = &f->stats, .limits = &f->limits, .quota = f->quota,
-                            .on_death = turn_on_alloc_death, .death_arg = f->turn };
-    f->relay = relay_table_new(&re);
-    assert_non_null(f->turn);
-    assert_non_null(f->relay);
-    turn_set_relay(f->turn, f->relay);
+    if (turn_harness_init(&f->h, text, err, sizeof err) < 0)
+        fail_msg("harness: %s", err);
+    f->base = f->h.base;
+    f->turn = f->h.turn;
+    f->relay = f->h.relay;
+    f->cl = f->h.cl;
+    f->quota = f->h.quota;
+    f->stats = &f->h.stats;
     f->local.sin_family = f->client.sin_family = AF_INET;
     f->local.sin_addr.s_addr = f->client.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     f->local.sin_port = htons(3478);
@@ -132,14 +114,7 @@ static struct fx *fx_new(unsigned min_port, unsigned max_port, const char *limit
 static void fx_free(struct fx *f)
 {
     turn_session_end(&f->s, "test over");
-    relay_table_free(f->relay);
-    turn_free(f->turn);
-    fake_cluster_free(f->cl);
-    quota_free(f->quota);
-    reserve_free(f->resv);
-    auth_store_free(&f->auth);
-    conf_free(&f->conf);
-    event_base_free(f->base);
+    turn_harness_free(&f->h);
     free(f);
 }
 
@@ -283,7 +258,7 @@ static void test_redis_user_parks_and_resumes(void **state)
     size_t len;
     assert_int_equal(fx_send(f, &r, out, &len), TURN_PARKED);
     assert_int_equal(f->n_sent, 0);
-    assert_int_equal(stats_read(&f->stats.redis_parked), 1);
+    assert_int_equal(stats_read(&f->stats->redis_parked), 1);
     /* A retransmission while it waits is neither run nor asked again. */
     assert_int_equal(fx_send(f, &r, out, &len), TURN_PARKED);
     assert_int_equal(fake_cluster_state(f->cl)->keys_asked, 1);
@@ -296,7 +271,7 @@ static void test_redis_user_parks_and_resumes(void **state)
     assert_int_equal(answer_code(f->sent[0].buf, f->sent[0].len), 0);
     assert_memory_equal(f->sent[0].buf + 8, r.tid, 12);
     assert_non_null(f->s.alloc);
-    assert_int_equal(stats_read(&f->stats.redis_parked), 0);
+    assert_int_equal(stats_read(&f->stats->redis_parked), 0);
     /* and a later retransmission gets the same answer from the cache */
     assert_int_equal(fx_send(f, &r, out, &len), TURN_ANSWER);
     assert_int_equal(len, f->sent[0].len);
@@ -321,7 +296,7 @@ static void test_session_end_cancels_parked(void **state)
     fx_loop(f);
     assert_int_equal(f->n_sent, 0);
     assert_int_equal(relay_table_count(f->relay), 0);
-    assert_int_equal(stats_read(&f->stats.redis_parked), 0);
+    assert_int_equal(stats_read(&f->stats->redis_parked), 0);
     fx_free(f);
 }
 
@@ -343,7 +318,7 @@ static void test_no_answer_is_500_after_timeout(void **state)
     assert_int_equal(f->n_sent, 1);
     assert_int_equal(answer_code(f->sent[0].buf, f->sent[0].len), 500);
     assert_int_equal(fake_cluster_state(f->cl)->cancelled, 1);
-    assert_int_equal(stats_read(&f->stats.redis_failures), 1);
+    assert_int_equal(stats_read(&f->stats->redis_failures), 1);
     fx_free(f);
 }
 
