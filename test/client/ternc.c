@@ -11,6 +11,10 @@
  * closes right after sending the second (TLS and DTLS with a close_notify),
  * for tests of a client that goes away while its request waits.
  * Exit status: 0 answered, 3 timed out, 1 any other failure.
+ *
+ * `ternc nat` runs the RFC 5780 NAT behaviour tests instead (test/client/nat.c;
+ * this file parses its options and prints its table or JSON object); see
+ * ternc(1).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,6 +30,7 @@
 
 #include "auth/auth.h"
 #include "proto/stun.h"
+#include "test/client/nat.h"
 
 struct opts {
     const char *transport, *host, *port;
@@ -40,7 +45,9 @@ static void usage(void)
     fprintf(stderr, "usage: ternc [-t udp|tcp|tls|dtls] [--change-ip] [--change-port]\n"
                     "  [--response-port N] [--padding N] [--fingerprint] [--classic] [--software]\n"
                     "  [--bind IP:PORT] [--count N] [--timeout MS]\n"
-                    "  [--allocate USER:PASSWORD [--leave]] HOST PORT\n");
+                    "  [--allocate USER:PASSWORD [--leave]] HOST PORT\n"
+                    "       ternc nat [--json] [-t udp|tcp] [--lifetime] [--max-wait S]\n"
+                    "  [--bind IP:PORT] [--timeout MS] [--retries N] HOST[:PORT]\n");
     exit(1);
 }
 
@@ -220,8 +227,144 @@ static long stream_read(int fd, SSL *ssl, uint8_t *buf, size_t cap, unsigned ms)
     }
 }
 
+/* --- ternc nat: options and report ---------------------------------------- */
+
+/* A whole decimal number in [min, max], or usage(). */
+static unsigned ternc_parse_uint(const char *s, unsigned min, unsigned max)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
+        usage();
+    return (unsigned)v;
+}
+
+/* HOST[:PORT], [IPV6]:PORT or a bare IPv6 address, resolved in family (or
+ * any when AF_UNSPEC); numeric_host for --bind. 0, or -1 with a message. */
+static int ternc_resolve(const char *arg, const char *default_port, int family, bool numeric_host,
+                         struct sockaddr_storage *out)
+{
+    char host[256];
+    const char *port = default_port;
+    snprintf(host, sizeof host, "%s", arg);
+    char *colon = strrchr(host, ':');
+    if (host[0] == '[') {
+        char *end = strchr(host, ']');
+        if (!end || (end[1] && end[1] != ':'))
+            return fprintf(stderr, "ternc nat: bad address %s\n", arg), -1;
+        if (end[1] == ':')
+            port = end + 2;
+        *end = 0;
+        memmove(host, host + 1, strlen(host));
+    } else if (colon && colon == strchr(host, ':')) {
+        *colon = 0; /* one colon: HOST:PORT; more: an IPv6 address alone */
+        port = colon + 1;
+    }
+    struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_DGRAM,
+                              .ai_flags = AI_NUMERICSERV | (numeric_host ? AI_NUMERICHOST : 0) };
+    struct addrinfo *ai;
+    if (getaddrinfo(host, port, &hints, &ai) != 0)
+        return fprintf(stderr, "ternc nat: cannot resolve %s\n", arg), -1;
+    memcpy(out, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    return 0;
+}
+
+static const char *ternc_json_name(enum nat_behaviour b, char *buf, size_t cap)
+{
+    const char *n = nat_behaviour_name(b);
+    snprintf(buf, cap, n ? "\"%s\"" : "null", n);
+    return buf;
+}
+
+static void ternc_print_nat_json(const struct nat_opts *o, const struct nat_result *r)
+{
+    char m[64], s[64], mp[64], fl[64], life[32];
+    snprintf(life, sizeof life, r->lifetime_s >= 0 ? "%.1f" : "null", r->lifetime_s);
+    printf("{\"mapped\": \"%s\", \"nat\": %s, \"mapping\": %s, \"filtering\": %s, "
+           "\"hairpinning\": %s, \"binding_lifetime_s\": %s, \"server\": \"%s\", "
+           "\"transport\": \"%s\"}\n",
+           nat_addr_format(&r->mapped, m, sizeof m), r->nat ? "true" : "false",
+           ternc_json_name(r->mapping, mp, sizeof mp), ternc_json_name(r->filtering, fl, sizeof fl),
+           r->hairpinning < 0 ? "null" : r->hairpinning ? "true" : "false", life,
+           nat_addr_format(&o->server, s, sizeof s), o->tcp ? "tcp" : "udp");
+}
+
+static void ternc_print_nat_table(const struct nat_opts *o, const struct nat_result *r)
+{
+    char a[64], b[64];
+    const char *udp_only = o->tcp ? "udp only" : "not run";
+    printf("server       %s over %s", nat_addr_format(&o->server, a, sizeof a), o->tcp ? "tcp" : "udp");
+    if (r->have_other)
+        printf(", other address %s\n", nat_addr_format(&r->other, b, sizeof b));
+    else
+        printf(", no other address\n");
+    printf("mapped       %s\n", nat_addr_format(&r->mapped, a, sizeof a));
+    printf("nat          %s\n", r->nat ? "yes" : "no (the mapped address is our own)");
+    printf("mapping      %s\n", r->mapping ? nat_behaviour_name(r->mapping) : "not run");
+    printf("filtering    %s\n", r->filtering ? nat_behaviour_name(r->filtering) : udp_only);
+    printf("hairpinning  %s\n", r->hairpinning < 0 ? udp_only : r->hairpinning ? "yes" : "no");
+    if (!o->lifetime)
+        printf("lifetime     not asked (--lifetime)\n");
+    else if (r->lifetime_s < 0)
+        printf("lifetime     not run\n");
+    else if (r->lifetime_gone_s > 0)
+        printf("lifetime     %.1f s (survived %.1f s idle, gone after %.1f s)\n", r->lifetime_s,
+               r->lifetime_s, r->lifetime_gone_s);
+    else
+        printf("lifetime     at least %.1f s (--max-wait)\n", r->lifetime_s);
+}
+
+/* ternc nat: 0 every test asked for ran, 2 some could not, 1 errors. */
+static int ternc_nat(int argc, char **argv)
+{
+    struct nat_opts o = { .timeout_ms = 500, .retries = 2, .max_wait_s = 120 };
+    const char *bind_arg = NULL;
+    bool json = false;
+    int i;
+    for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        bool arg = i + 1 < argc;
+        if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--lifetime")) o.lifetime = true;
+        else if (!strcmp(a, "-t") && arg && !strcmp(argv[i + 1], "udp")) o.tcp = false, i++;
+        else if (!strcmp(a, "-t") && arg && !strcmp(argv[i + 1], "tcp")) o.tcp = true, i++;
+        else if (!strcmp(a, "--bind") && arg) bind_arg = argv[++i];
+        else if (!strcmp(a, "--timeout") && arg) o.timeout_ms = ternc_parse_uint(argv[++i], 1, 60000);
+        else if (!strcmp(a, "--retries") && arg) o.retries = ternc_parse_uint(argv[++i], 0, 100);
+        else if (!strcmp(a, "--max-wait") && arg) o.max_wait_s = ternc_parse_uint(argv[++i], 1, 86400);
+        else usage();
+    }
+    if (argc - i != 1)
+        usage();
+    if (o.tcp && o.lifetime) {
+        fprintf(stderr, "ternc nat: --lifetime needs udp (RESPONSE-PORT is a UDP attribute)\n");
+        return 1;
+    }
+    if (bind_arg && ternc_resolve(bind_arg, "0", AF_UNSPEC, true, &o.bind) < 0)
+        return 1;
+    if (ternc_resolve(argv[i], "3478", bind_arg ? o.bind.ss_family : AF_UNSPEC, false, &o.server) < 0)
+        return 1;
+    if (!bind_arg)
+        o.bind.ss_family = o.server.ss_family; /* the wildcard address, any port */
+    struct nat_result r;
+    if (nat_run(&o, &r) < 0)
+        return 1;
+    if (json)
+        ternc_print_nat_json(&o, &r);
+    else
+        ternc_print_nat_table(&o, &r);
+    bool missing = r.mapping == NAT_NOT_RUN ||
+                   (!o.tcp && (r.filtering == NAT_NOT_RUN || r.hairpinning < 0)) ||
+                   (o.lifetime && r.lifetime_s < 0);
+    return missing ? 2 : 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "nat"))
+        return ternc_nat(argc - 1, argv + 1);
     struct opts o = { .transport = "udp", .count = 1, .timeout_ms = 2000 };
     int i;
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
