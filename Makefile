@@ -23,7 +23,7 @@ UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(B)/%)
 BENCH_SRC  := $(wildcard test/bench/ternbench.c test/bench/bench_*.c)
 TOOL_BIN   := $(B)/ternc $(B)/ternbench $(B)/ternecho
 
-.PHONY: all run test asan tsan soak fuzz bench clean deps test-deps
+.PHONY: all run test asan tsan soak fuzz bench clean deps test-deps install uninstall
 all: $(B)/ternd $(UNIT_BIN) $(TOOL_BIN)
 
 $(B)/%.o: %.c
@@ -42,7 +42,7 @@ UNIT_EXTRA := $(CORE_OBJ) $(B)/test/unit/fake_cluster.o $(B)/test/unit/turn_harn
 $(B)/test_%: $(B)/test/unit/test_%.o $(LIB_OBJ) $(UNIT_EXTRA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-$(B)/ternc: $(B)/test/client/ternc.o $(B)/test/client/nat.o $(LIB_OBJ)
+$(B)/ternc: $(B)/client/ternc.o $(B)/client/nat.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/ternbench: $(BENCH_SRC:%.c=$(B)/%.o) $(LIB_OBJ)
@@ -94,6 +94,31 @@ soak: test-deps
 bench: test-deps
 	$(MAKE) all
 	B=$(B) test/bench/run
+
+# Installation (GNU directory variables; DESTDIR honoured). The
+# configuration is installed only where none exists: an operator's edits
+# are never overwritten.
+PREFIX     ?= /usr/local
+prefix     ?= $(PREFIX)
+bindir     ?= $(prefix)/bin
+sbindir    ?= $(prefix)/sbin
+mandir     ?= $(prefix)/share/man
+sysconfdir ?= $(prefix)/etc
+INSTALL    ?= install
+
+install: $(B)/ternd $(B)/ternc
+	$(INSTALL) -D -m 0755 $(B)/ternd $(DESTDIR)$(sbindir)/ternd
+	$(INSTALL) -D -m 0755 $(B)/ternc $(DESTDIR)$(bindir)/ternc
+	$(INSTALL) -D -m 0644 client/ternc.1 $(DESTDIR)$(mandir)/man1/ternc.1
+	@if [ -e $(DESTDIR)$(sysconfdir)/tern/ternd.conf ]; then \
+	    echo "install: keeping $(DESTDIR)$(sysconfdir)/tern/ternd.conf"; \
+	else \
+	    $(INSTALL) -D -m 0644 conf/ternd.conf $(DESTDIR)$(sysconfdir)/tern/ternd.conf; \
+	fi
+
+# Leaves the configuration, as a package manager would.
+uninstall:
+	rm -f $(DESTDIR)$(sbindir)/ternd $(DESTDIR)$(bindir)/ternc $(DESTDIR)$(mandir)/man1/ternc.1
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -24,6 +24,7 @@
 #include "server/relay/reserve.h"
 #include "server/server.h"
 #include "server/transport/transport.h"
+#include "server/turn/rate.h"
 
 /* The main thread's base: signals only. */
 static struct event_base *main_base;
@@ -203,7 +204,8 @@ int main(int argc, char **argv)
     }
     srv.quota = quota_new();
     srv.resv = reserve_new();
-    if (!srv.quota || !srv.resv)
+    srv.rate = rate_sources_new(conf.unauth_rate);
+    if (!srv.quota || !srv.resv || !srv.rate)
         goto out;
     if (tls_server_init(&srv.tls, &conf) < 0)
         goto out;
@@ -270,6 +272,7 @@ out:
     auth_store_free(&srv.auth);
     quota_free(srv.quota);
     reserve_free(srv.resv);
+    rate_sources_free(srv.rate);
     log_info("stopped");
     log_close();
     conf_free(&conf);

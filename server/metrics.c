@@ -235,8 +235,7 @@ static void metrics_write_all(const struct metrics *m, struct evbuffer *b)
 
 static void metrics_on_request(struct evhttp_request *req, void *arg)
 {
-    struct metrics *m = arg;
-    accept_guard_ok(&m->guard);
+    const struct metrics *m = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || strcmp(path, "/metrics") != 0) {
@@ -318,7 +317,9 @@ int metrics_start(struct server *srv, struct event_base *base)
     m->http = http;
     snprintf(m->name, sizeof m->name, "metrics %s", net_addr_format(addr, a, sizeof a));
     struct evconnlistener *l = evhttp_bound_socket_get_listener(bound);
-    if (accept_guard_init(&m->guard, base, l, m->name) == 0)
+    /* A connection accepted when the famine ends is closed: evhttp takes
+     * connections only from its own listener (the scraper retries). */
+    if (accept_guard_init(&m->guard, base, l, NULL, NULL, m->name) == 0)
         evconnlistener_set_error_cb(l, metrics_on_accept_error);
     clock_gettime(CLOCK_MONOTONIC, &m->started);
     srv->metrics = m;

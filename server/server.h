@@ -33,6 +33,7 @@ struct transport;
 struct quota;
 struct reserve;
 struct metrics;
+struct rate_sources;
 
 /* Reported by --version, the ready line and tern_build_info. */
 #define TERN_VERSION "0.1.0"
@@ -77,6 +78,7 @@ struct server {
     struct auth_store auth;    /* static users and REST secrets, read-only */
     struct quota *quota;       /* allocation quotas (mutex inside) */
     struct reserve *resv;      /* EVEN-PORT reservations (mutex inside) */
+    struct rate_sources *rate; /* unauthenticated answers per source (atomics) */
     bool has_redis;            /* auth.redis set and parsed */
     uint32_t node_id;          /* random: makes allocation ids unique across nodes */
     struct redis_url redis_url;

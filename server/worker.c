@@ -85,7 +85,8 @@ int worker_init(struct worker *w, struct server *srv, int id)
                            .base = w->base, .conf = c, .stats = &w->stats, .clock = &w->clock,
                            .limits = &w->limits, .auth = &srv->auth,
                            .nonce_key = srv->nonce_key, .quota = srv->quota,
-                           .resv = srv->resv, .cluster = w->cluster };
+                           .resv = srv->resv, .cluster = w->cluster,
+                           .rate_sources = srv->rate };
     if (!(w->turn = turn_new(&te)))
         goto nomem;
     struct relay_env re = { .base = w->base, .conf = c, .clock = &w->clock, .stats = &w->stats,

@@ -5,8 +5,8 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,72 +15,133 @@
 #define REST_MS 100
 #define SHED_MAX 64 /* per wake-up, so one listener cannot hold the loop */
 
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static int spare_fd = -1;   /* the process's reserved slot, under spare_lock */
+static unsigned spare_users;
+
+static void spare_take(void)
+{
+    if (spare_fd < 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void guard_rest(struct accept_guard *g)
+{
+    struct timeval tv = { .tv_sec = 0, .tv_usec = REST_MS * 1000 };
+    event_del(g->shed_ev);
+    evtimer_add(g->rest, &tv);
+}
+
+/* Reset a connection we cannot serve: the client hears of it now, and no
+ * TIME_WAIT is left behind. */
+static void refuse(int fd)
+{
+    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
+static void guard_on_readable(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    struct accept_guard *g = arg;
+    pthread_mutex_lock(&spare_lock);
+    for (int i = 0; i < SHED_MAX; i++) {
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof sa;
+        int fd = accept4(lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            /* Descriptors are back: this connection is served. */
+            spare_take();
+            pthread_mutex_unlock(&spare_lock);
+            log_info("%s: descriptors available again; %u connections were refused meanwhile",
+                     g->name, g->shed);
+            g->starved = false;
+            g->shed = 0;
+            event_del(g->shed_ev);
+            evconnlistener_enable(g->l);
+            if (g->on_accept)
+                g->on_accept(g->l, fd, (struct sockaddr *)&sa, (int)len, g->arg);
+            else
+                close(fd);
+            return;
+        }
+        if (errno == ECONNABORTED || errno == EINTR)
+            continue;
+        if (errno != EMFILE && errno != ENFILE)
+            break; /* EAGAIN: the backlog is empty */
+        spare_take();
+        if (spare_fd < 0) {
+            guard_rest(g);
+            break;
+        }
+        close(spare_fd);
+        spare_fd = -1;
+        fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            refuse(fd);
+            g->shed++;
+        }
+        spare_take();
+        if (fd < 0)
+            break;
+    }
+    pthread_mutex_unlock(&spare_lock);
+}
+
 static void on_rest_over(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct accept_guard *g = arg;
-    evconnlistener_enable(g->l);
+    event_add(g->shed_ev, NULL);
 }
 
-int accept_guard_init(struct accept_guard *g, struct event_base *base,
-                      struct evconnlistener *l, const char *name)
+int accept_guard_init(struct accept_guard *g, struct event_base *base, struct evconnlistener *l,
+                      evconnlistener_cb on_accept, void *arg, const char *name)
 {
     g->l = l;
+    g->on_accept = on_accept;
+    g->arg = arg;
     g->name = name;
     g->starved = false;
     g->shed = 0;
-    g->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    g->shed_ev = event_new(base, evconnlistener_get_fd(l), EV_READ | EV_PERSIST, guard_on_readable, g);
     g->rest = evtimer_new(base, on_rest_over, g);
-    return g->rest && g->spare_fd >= 0 ? 0 : -1;
+    pthread_mutex_lock(&spare_lock);
+    spare_take();
+    spare_users++;
+    bool ok = spare_fd >= 0;
+    pthread_mutex_unlock(&spare_lock);
+    return g->shed_ev && g->rest && ok ? 0 : -1;
 }
 
 void accept_guard_free(struct accept_guard *g)
 {
+    if (g->shed_ev)
+        event_free(g->shed_ev);
     if (g->rest)
         event_free(g->rest);
-    if (g->spare_fd >= 0)
-        close(g->spare_fd);
-    g->rest = NULL;
-    g->spare_fd = -1;
+    g->shed_ev = g->rest = NULL;
+    pthread_mutex_lock(&spare_lock);
+    if (--spare_users == 0 && spare_fd >= 0) {
+        close(spare_fd);
+        spare_fd = -1;
+    }
+    pthread_mutex_unlock(&spare_lock);
 }
 
 bool accept_guard_on_error(struct accept_guard *g, int err)
 {
     if (err != EMFILE && err != ENFILE)
         return false;
+    if (!g->shed_ev || !g->rest)
+        return false;
     if (!g->starved)
-        log_warn("%s: out of descriptors (%s); new connections are closed at once", g->name,
+        log_warn("%s: out of descriptors (%s); new connections are refused at once", g->name,
                  err == EMFILE ? "RLIMIT_NOFILE" : "system-wide limit");
     g->starved = true;
-    int lfd = evconnlistener_get_fd(g->l);
-    int n = 0;
-    for (; n < SHED_MAX; n++) {
-        if (g->spare_fd >= 0)
-            close(g->spare_fd);
-        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd >= 0)
-            close(fd);
-        g->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            break;
-        g->shed++;
-    }
-    if (n == 0 && g->rest) {
-        /* Not even the spare helped (another thread took the slot): rest,
-         * rather than spin on a readable listener. */
-        struct timeval tv = { .tv_sec = 0, .tv_usec = REST_MS * 1000 };
-        evconnlistener_disable(g->l);
-        evtimer_add(g->rest, &tv);
-    }
+    /* From now on this listener accepts by itself, under the spare's lock. */
+    evconnlistener_disable(g->l);
+    event_add(g->shed_ev, NULL);
     return true;
-}
-
-void accept_guard_ok(struct accept_guard *g)
-{
-    if (!g->starved)
-        return;
-    log_info("%s: descriptors available again; %u connections were closed at once meanwhile",
-             g->name, g->shed);
-    g->starved = false;
-    g->shed = 0;
 }

@@ -31,6 +31,10 @@
 #include "server/transport/transport_int.h"
 
 #define STREAM_MAX_OUTPUT (256 * 1024)
+/* The kernel grows a socket's send buffer to megabytes (tcp_wmem) for a
+ * client that does not read; this bounds it (the kernel doubles it), with
+ * STREAM_MAX_OUTPUT in user space, and is room enough for media over TCP. */
+#define STREAM_SNDBUF (256 * 1024)
 #define STREAM_BACKLOG 1024
 
 /* One listening address on one worker; owned by the worker's transport
@@ -193,7 +197,6 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
     struct stream_listener *sl = arg;
     struct transport *t = sl->t;
     const struct conf *cf = t->env.conf;
-    accept_guard_ok(&sl->guard);
     if (t->n_conns >= cf->max_connections) {
         log_debug("worker %d: connection limit %u reached, refusing", t->env.worker_id,
                   cf->max_connections);
@@ -205,6 +208,8 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
         close(fd);
         return;
     }
+    int sndbuf = STREAM_SNDBUF;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     c->t = t;
     c->tls = sl->tls;
     memcpy(&c->peer, sa, (size_t)salen < sizeof c->peer ? (size_t)salen : sizeof c->peer);
@@ -294,7 +299,7 @@ int stream_listen(struct transport *t, const struct sockaddr_storage *addr, bool
     char a[NET_ADDRSTRLEN];
     snprintf(sl->name, sizeof sl->name, "%s %s", tls ? "tls" : "tcp",
              net_addr_format((const struct sockaddr *)addr, a, sizeof a));
-    if (accept_guard_init(&sl->guard, t->env.base, l, sl->name) < 0)
+    if (accept_guard_init(&sl->guard, t->env.base, l, listener_on_accept, sl, sl->name) < 0)
         log_warn("%s: no spare descriptor: running out of them would make accept() spin", sl->name);
     t->listeners[t->n_listeners++] = sl;
     return 0;

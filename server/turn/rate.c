@@ -1,5 +1,10 @@
 /*
  * rate.c - see rate.h.
+ *
+ * A slot of the shared table is one 64-bit word, so that workers update it
+ * with a single compare-and-swap: bits 0-30 the tokens, bit 31 "used", bits
+ * 32-63 the time of the last refill in milliseconds of the table's own
+ * epoch (32 bits wrap after 49 days; differences are taken modulo 2^32).
  */
 #include "server/turn/rate.h"
 
@@ -8,12 +13,18 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct rate_bucket {
-    uint32_t tokens;
-    uint64_t at_ms; /* 0: never used */
+#define SLOT_USED 0x80000000u
+#define SLOT_TOKENS 0x7FFFFFFFu
+
+/* Owned by main; shared by every worker. */
+struct rate_sources {
+    unsigned per_source;
+    uint8_t key[16];
+    _Atomic uint64_t slot[RATE_SLOTS];
 };
 
 /* Tokens of a budget bucket; burst of one second. */
@@ -23,31 +34,48 @@ struct budget {
     uint64_t at_ms;
 };
 
-/* Owned by the TURN service of one worker; mac is its SipHash state. */
+/* Owned by the TURN service of one worker; mac and ctx are its SipHash. */
 struct rate {
-    unsigned per_source;
+    struct rate_sources *src;
     EVP_MAC *mac;
     EVP_MAC_CTX *ctx;
-    uint8_t key[16];
     struct budget answers, bytes;
-    struct rate_bucket slot[RATE_SLOTS];
 };
 
-struct rate *rate_new(unsigned per_source, unsigned global_rate, uint64_t global_bps,
+struct rate_sources *rate_sources_new(unsigned per_source)
+{
+    struct rate_sources *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->per_source = per_source > SLOT_TOKENS / RATE_BURST_FACTOR ? SLOT_TOKENS / RATE_BURST_FACTOR
+                                                                  : per_source;
+    if (RAND_bytes(s->key, sizeof s->key) != 1) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void rate_sources_free(struct rate_sources *s)
+{
+    free(s);
+}
+
+struct rate *rate_new(struct rate_sources *sources, unsigned global_rate, uint64_t global_bps,
                       unsigned n_workers)
 {
     struct rate *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     n_workers = n_workers ? n_workers : 1;
-    r->per_source = per_source;
+    r->src = sources;
     r->answers.rate = global_rate ? (global_rate + n_workers - 1) / n_workers : 0;
     r->bytes.rate = global_bps ? (global_bps + n_workers - 1) / n_workers : 0;
     r->answers.tokens = r->answers.rate;
     r->bytes.tokens = r->bytes.rate;
     r->mac = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
     r->ctx = r->mac ? EVP_MAC_CTX_new(r->mac) : NULL;
-    if (!r->ctx || RAND_bytes(r->key, sizeof r->key) != 1) {
+    if (!r->ctx) {
         rate_free(r);
         return NULL;
     }
@@ -79,40 +107,45 @@ static uint64_t source_hash(const struct rate *r, const struct sockaddr *sa)
                             OSSL_PARAM_construct_end() };
     uint8_t out[8] = { 0 };
     size_t len = 0;
-    if (EVP_MAC_init(r->ctx, r->key, sizeof r->key, params) != 1 ||
+    if (EVP_MAC_init(r->ctx, r->src->key, sizeof r->src->key, params) != 1 ||
         EVP_MAC_update(r->ctx, p, n) != 1 || EVP_MAC_final(r->ctx, out, &len, sizeof out) != 1)
-        return 1; /* cannot happen with a fetched SipHash; one shared bucket if it does */
+        return 0; /* cannot happen with a fetched SipHash; one shared bucket if it does */
     uint64_t h;
     memcpy(&h, out, 8);
-    return h | 1;
+    return h;
 }
 
 size_t rate_slot(const struct rate *r, const struct sockaddr *client)
 {
-    return (size_t)(source_hash(r, client) >> 1) % RATE_SLOTS;
+    return (size_t)(source_hash(r, client) % RATE_SLOTS);
 }
 
 bool rate_take_source(struct rate *r, const struct sockaddr *client, uint64_t now_ms)
 {
-    unsigned rate = r->per_source;
+    uint64_t rate = r->src->per_source;
     if (!rate)
         return true;
-    uint64_t h = source_hash(r, client);
-    struct rate_bucket *b = &r->slot[(size_t)(h >> 1) % RATE_SLOTS];
-    uint32_t burst = rate * RATE_BURST_FACTOR;
-    if (!b->at_ms) {
-        b->tokens = rate;
-        b->at_ms = now_ms;
+    _Atomic uint64_t *slot = &r->src->slot[rate_slot(r, client)];
+    uint32_t now = (uint32_t)now_ms, burst = (uint32_t)(rate * RATE_BURST_FACTOR);
+    uint64_t old = atomic_load_explicit(slot, memory_order_relaxed);
+    for (;;) {
+        uint32_t at = (uint32_t)(old >> 32), tokens = (uint32_t)old & SLOT_TOKENS;
+        if (!(old & SLOT_USED)) {
+            tokens = (uint32_t)rate;
+            at = now;
+        }
+        uint64_t add = (uint64_t)(uint32_t)(now - at) * rate / 1000u;
+        if (add) {
+            tokens = tokens + add > burst ? burst : (uint32_t)(tokens + add);
+            at = now;
+        }
+        if (!tokens)
+            return false;
+        uint64_t next = (uint64_t)at << 32 | SLOT_USED | (tokens - 1);
+        if (atomic_compare_exchange_weak_explicit(slot, &old, next, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return true;
     }
-    uint64_t add = (now_ms - b->at_ms) * rate / 1000u;
-    if (add) {
-        b->tokens = b->tokens + add > burst ? burst : (uint32_t)(b->tokens + add);
-        b->at_ms = now_ms;
-    }
-    if (!b->tokens)
-        return false;
-    b->tokens--;
-    return true;
 }
 
 static bool budget_take(struct budget *b, uint64_t n, uint64_t now_ms)

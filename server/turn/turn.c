@@ -27,7 +27,7 @@ struct turn *turn_new(const struct turn_env *env)
     policy_init(&t->policy, c);
     turn_refresh_host(t);
     t->tx = txcache_new();
-    t->rate = rate_new(c->unauth_rate, c->unauth_global_rate, c->unauth_global_bps,
+    t->rate = rate_new(env->rate_sources, c->unauth_global_rate, c->unauth_global_bps,
                        (unsigned)env->n_workers);
     t->park = park_table_new(t, env->base, env->stats);
     if (!t->tx || !t->rate || !t->park) {

@@ -34,6 +34,7 @@ struct auth_store;
 struct quota;
 struct reserve;
 struct cluster;
+struct rate_sources;
 struct turn;
 struct turn_park;
 
@@ -80,6 +81,7 @@ struct turn_env {
     struct quota *quota;
     struct reserve *resv;
     struct cluster *cluster;
+    struct rate_sources *rate_sources; /* per-source unauthenticated limits, process-wide */
 };
 
 /* The worker's service (NULL on out-of-memory) and its relay-table hook:

@@ -10,6 +10,7 @@
 #include "server/relay/alloc.h"
 #include "server/relay/quota.h"
 #include "server/relay/reserve.h"
+#include "server/turn/rate.h"
 #include "server/turn/turn.h"
 #include "test/unit/fake_cluster.h"
 
@@ -29,16 +30,18 @@ int turn_harness_init(struct turn_harness *h, const char *conf_text, char *err, 
     h->limits = (struct limits){ h->conf.max_bps, h->conf.user_quota, h->conf.total_quota };
     h->cl = fake_cluster_new(h->base);
     memset(h->nonce_key, 7, sizeof h->nonce_key);
+    h->rate = rate_sources_new(h->conf.unauth_rate);
     struct turn_env te = { .worker_id = 0, .n_workers = 1, .node_id = 1, .base = h->base,
                            .conf = &h->conf, .stats = &h->stats, .clock = &h->clock,
                            .limits = &h->limits, .auth = &h->auth, .nonce_key = h->nonce_key,
-                           .quota = h->quota, .resv = h->resv, .cluster = h->cl };
+                           .quota = h->quota, .resv = h->resv, .cluster = h->cl,
+                           .rate_sources = h->rate };
     h->turn = turn_new(&te);
     struct relay_env re = { .base = h->base, .conf = &h->conf, .clock = &h->clock,
                             .stats = &h->stats, .limits = &h->limits, .quota = h->quota,
                             .on_death = turn_on_alloc_death, .death_arg = h->turn };
     h->relay = h->turn ? relay_table_new(&re) : NULL;
-    if (!h->base || !h->quota || !h->resv || !h->turn || !h->relay) {
+    if (!h->base || !h->quota || !h->resv || !h->rate || !h->turn || !h->relay) {
         snprintf(err, err_len, "out of memory");
         return -1;
     }
@@ -54,6 +57,7 @@ void turn_harness_free(struct turn_harness *h)
         fake_cluster_free(h->cl);
     quota_free(h->quota);
     reserve_free(h->resv);
+    rate_sources_free(h->rate);
     auth_store_free(&h->auth);
     conf_free(&h->conf);
     if (h->base)

@@ -19,6 +19,7 @@ struct reserve;
 struct cluster;
 struct turn;
 struct relay_table;
+struct rate_sources;
 
 /* Everything is owned by the harness (turn_harness_free). */
 struct turn_harness {
@@ -33,6 +34,7 @@ struct turn_harness {
     struct cluster *cl;
     struct turn *turn;
     struct relay_table *relay;
+    struct rate_sources *rate;
     uint8_t nonce_key[32];
 };
 

@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "proto/stun.h"
-#include "test/client/nat.h"
+#include "client/nat.h"
 
 #define NAT_LIFE_PROBES 8 /* bindings made and watched together in one round */
 #define NAT_LIFE_ROUNDS 3 /* at most: bounds the search to about 3 x --max-wait */

@@ -12,7 +12,7 @@
  * for tests of a client that goes away while its request waits.
  * Exit status: 0 answered, 3 timed out, 1 any other failure.
  *
- * `ternc nat` runs the RFC 5780 NAT behaviour tests instead (test/client/nat.c;
+ * `ternc nat` runs the RFC 5780 NAT behaviour tests instead (client/nat.c;
  * this file parses its options and prints its table or JSON object); see
  * ternc(1).
  */
@@ -30,7 +30,7 @@
 
 #include "auth/auth.h"
 #include "proto/stun.h"
-#include "test/client/nat.h"
+#include "client/nat.h"
 
 struct opts {
     const char *transport, *host, *port;

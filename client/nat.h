@@ -7,8 +7,8 @@
  * run always ends: a test that cannot be done is reported as not run (with one
  * line on stderr saying why), never waited for.
  */
-#ifndef TERN_TEST_CLIENT_NAT_H
-#define TERN_TEST_CLIENT_NAT_H
+#ifndef TERN_CLIENT_NAT_H
+#define TERN_CLIENT_NAT_H
 
 #include <stdbool.h>
 #include <sys/socket.h>
