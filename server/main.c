@@ -1,7 +1,7 @@
 /*
  * main.c - ternd: load the configuration, start one worker per core, and
  * wait for signals. SIGTERM/SIGINT stop cleanly; SIGHUP reopens the log and
- * reloads the TLS certificates.
+ * reloads the whole configuration (reload.h).
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -22,7 +22,9 @@
 #include "server/metrics.h"
 #include "server/relay/quota.h"
 #include "server/relay/reserve.h"
+#include "server/reload.h"
 #include "server/server.h"
+#include "server/tasks.h"
 #include "server/transport/transport.h"
 #include "server/turn/rate.h"
 
@@ -42,16 +44,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     struct server *srv = arg;
     if (sig == SIGHUP) {
+        /* the log first (rotation), then the whole configuration */
         if (log_reopen() < 0)
             log_error("SIGHUP: cannot reopen log: %s", strerror(errno));
-        /* Interface addresses may have changed: each worker re-reads them
-         * for its peer policy, on its own thread. */
-        for (int i = 0; i < srv->n_workers; i++)
-            worker_post(&srv->workers[i], WORKER_REFRESH_HOST);
-        if (tls_server_load(&srv->tls) < 0)
-            log_error("SIGHUP: certificate reload failed; keeping the old certificates");
-        else
-            log_info("SIGHUP: log reopened, certificates reloaded");
+        reload_start(srv, NULL, NULL);
         return;
     }
     log_info("signal %d: stopping", (int)sig);
@@ -162,25 +158,28 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    static struct conf conf;
-    char err[CONF_ERR_LEN];
-    if (conf_load_file(&conf, path, err, sizeof err) < 0) {
+    char err[CONF_ERR_LEN + 64];
+    struct gen *gen = gen_load(path, err, sizeof err);
+    if (!gen) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
     if (check_only) {
         printf("%s: ok\n", path);
-        conf_free(&conf);
+        gen_free(gen);
         return 0;
     }
-    if (log_open((int)conf.log_level, conf.log_file, conf.log_syslog) < 0) {
-        fprintf(stderr, "%s: cannot open log file: %s\n", conf.log_file, strerror(errno));
-        conf_free(&conf);
+    const struct conf *conf = &gen->conf;
+    if (log_open((int)conf->log_level, conf->log_file, conf->log_syslog) < 0) {
+        fprintf(stderr, "%s: cannot open log file: %s\n", conf->log_file, strerror(errno));
+        gen_free(gen);
         return 1;
     }
 
     static struct server srv;
-    srv.conf = &conf;
+    srv.conf_path = path;
+    srv.gen = gen;
+    srv.conf = conf;
     int rc = 1;
     if (RAND_bytes(srv.cookie_secret, sizeof srv.cookie_secret) != 1) {
         log_error("cannot seed the DTLS cookie key");
@@ -190,26 +189,14 @@ int main(int argc, char **argv)
         RAND_bytes((uint8_t *)&srv.node_id, sizeof srv.node_id) != 1)
         goto out;
     srv.node_id &= 0x7FFFF; /* allocation ids stay within coturn's 18 digits */
-    if (auth_store_init(&srv.auth, &conf) < 0) {
-        log_error("cannot build the user store");
-        goto out;
-    }
-    if (conf.redis[0]) {
-        if (redis_url_parse(conf.redis, &srv.redis_url) < 0) {
-            log_error("auth.redis: cannot parse \"%s\" (redis://[:password@]host[:port][/db] or "
-                      "unix:///path?db=N)", conf.redis);
-            goto out;
-        }
-        srv.has_redis = true;
-    }
     srv.quota = quota_new();
     srv.resv = reserve_new();
-    srv.rate = rate_sources_new(conf.unauth_rate);
+    srv.rate = rate_sources_new(conf->unauth_rate);
     if (!srv.quota || !srv.resv || !srv.rate)
         goto out;
-    if (tls_server_init(&srv.tls, &conf) < 0)
+    if (tls_server_init(&srv.tls, conf) < 0)
         goto out;
-    if (transport_probe_addrs(&conf, err, sizeof err) < 0) {
+    if (transport_probe_addrs(conf, err, sizeof err) < 0) {
         log_error("%s", err);
         goto out;
     }
@@ -222,59 +209,64 @@ int main(int argc, char **argv)
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    srv.n_workers = conf.workers ? conf.workers : (cores > 0 ? (int)cores : 1);
+    srv.n_workers = conf->workers ? conf->workers : (cores > 0 ? (int)cores : 1);
     srv.workers = calloc((size_t)srv.n_workers, sizeof *srv.workers);
-    if (!srv.workers)
+    /* The main base is thread-safe (evthread): workers hand finished
+     * tasks back to it. */
+    srv.base = main_base = event_base_new();
+    if (!srv.workers || !srv.base || tasks_init(&srv) < 0)
         goto out;
 
-    /* Workers must not take the signals: block them before the threads start. */
+    /* Every worker binds its sockets before any thread starts; workers must
+     * not take the signals, so they are blocked while the threads start. */
+    int inited = 0, started = 0;
+    while (inited < srv.n_workers && worker_init(&srv.workers[inited], &srv, inited) == 0)
+        inited++;
     sigset_t set, old;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, &old);
-    int started = 0;
-    for (; started < srv.n_workers; started++)
-        if (worker_init(&srv.workers[started], &srv, started) < 0 ||
-            worker_start(&srv.workers[started]) < 0)
-            break;
+    while (inited == srv.n_workers && started < srv.n_workers &&
+           worker_start(&srv.workers[started]) == 0)
+        started++;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-    struct event_base *base = main_base = event_base_new();
     struct event *sigs[3] = { 0 };
     /* Metrics after the workers (a scrape reads them all); a port in use
      * stops the start like any other listener's. */
-    if (started == srv.n_workers && base && (!conf.has_metrics || metrics_start(&srv, base) == 0)) {
+    if (started == srv.n_workers && (!conf->has_metrics || metrics_start(&srv, srv.base) == 0)) {
         int which[3] = { SIGINT, SIGTERM, SIGHUP };
         for (int i = 0; i < 3; i++) {
-            sigs[i] = evsignal_new(base, which[i], on_signal, &srv);
+            sigs[i] = evsignal_new(srv.base, which[i], on_signal, &srv);
             event_add(sigs[i], NULL);
         }
-        print_ready(&conf, srv.n_workers);
+        print_ready(conf, srv.n_workers);
         log_info("ready");
         rc = 0;
-        event_base_dispatch(base);
+        event_base_dispatch(srv.base);
     }
     for (int i = 0; i < 3; i++)
         if (sigs[i])
             event_free(sigs[i]);
     metrics_stop(&srv); /* before its base and the workers it reads */
-    if (base)
-        event_base_free(base);
     for (int i = 0; i < srv.n_workers; i++)
         worker_post(&srv.workers[i], WORKER_STOP);
-    for (int i = 0; i < srv.n_workers; i++)
+    for (int i = 0; srv.workers && i < srv.n_workers; i++)
         worker_join_free(&srv.workers[i]);
     free(srv.workers);
 out:
+    if (srv.tasks_ev)
+        tasks_free(&srv);
+    if (srv.base)
+        event_base_free(srv.base);
     tls_server_free(&srv.tls);
-    auth_store_free(&srv.auth);
     quota_free(srv.quota);
     reserve_free(srv.resv);
     rate_sources_free(srv.rate);
     log_info("stopped");
     log_close();
-    conf_free(&conf);
+    gen_free(srv.gen);
     return rc;
 }

@@ -153,7 +153,7 @@ static void metrics_write_gauges(const struct server *srv, struct evbuffer *b)
  * auth.redis is configured. */
 static void metrics_write_redis(const struct server *srv, struct evbuffer *b)
 {
-    if (!srv->has_redis)
+    if (!srv->gen->has_redis)
         return;
     static const struct {
         const char *name, *type, *help;
@@ -281,6 +281,20 @@ static int metrics_listen_socket(const struct sockaddr *addr, int *fd)
         return -e;
     }
     *fd = s;
+    return 0;
+}
+
+int metrics_probe(const struct sockaddr_storage *addr, char *err, size_t err_len)
+{
+    int fd = -1;
+    int rc = metrics_listen_socket((const struct sockaddr *)addr, &fd);
+    if (rc < 0) {
+        char a[NET_ADDRSTRLEN];
+        snprintf(err, err_len, "cannot listen on metrics %s: %s",
+                 net_addr_format((const struct sockaddr *)addr, a, sizeof a), strerror(-rc));
+        return -1;
+    }
+    close(fd);
     return 0;
 }
 

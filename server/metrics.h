@@ -7,6 +7,10 @@
 #ifndef TERN_SERVER_METRICS_H
 #define TERN_SERVER_METRICS_H
 
+#include <stddef.h>
+
+struct sockaddr_storage;
+
 struct server;
 struct event_base;
 
@@ -17,6 +21,10 @@ struct event_base;
  * metrics 127.0.0.1:9641: Address already in use").
  */
 int metrics_start(struct server *srv, struct event_base *base);
+
+/* Could the endpoint listen on addr (a reload that moves it)? 0, or -1 with
+ * "cannot listen on metrics ADDR: reason" in err. */
+int metrics_probe(const struct sockaddr_storage *addr, char *err, size_t err_len);
 
 /* Close the endpoint and its connections; before base is freed and before
  * the workers are. Does nothing when metrics_start did not succeed. */

@@ -22,6 +22,7 @@
 #include "server/core/clock.h"
 #include "server/core/core.h"
 #include "server/core/stats.h"
+#include "server/tasks.h"
 #include "server/transport/tls.h"
 
 struct event_base;
@@ -34,12 +35,26 @@ struct quota;
 struct reserve;
 struct metrics;
 struct rate_sources;
+struct task;
 
 /* Reported by --version, the ready line and tern_build_info. */
 #define TERN_VERSION "0.1.0"
 
+/*
+ * A generation: a configuration file as parsed and what is built from it
+ * once for every worker. Read-only once published. Owned by the server; a
+ * reload publishes a new one and frees the old when every worker has
+ * switched (reload.c).
+ */
+struct gen {
+    struct conf conf;
+    struct auth_store auth;    /* static users and REST secrets */
+    bool has_redis;            /* auth.redis set and parsed */
+    struct redis_url redis_url;
+};
+
 /* What the main thread may ask of a worker (worker_post). */
-enum worker_request { WORKER_STOP = 1u, WORKER_REFRESH_HOST = 2u };
+enum worker_request { WORKER_STOP = 1u, WORKER_REFRESH_HOST = 2u, WORKER_TASKS = 4u };
 
 /*
  * A worker: owned by the server, runs on its own thread. Its modules are
@@ -55,7 +70,10 @@ struct worker {
     int wake_fd;               /* eventfd */
     struct event *wake_ev;
     atomic_uint requests;      /* enum worker_request bits */
-    const struct conf *conf;
+    pthread_mutex_t tasks_lock;             /* the main thread hands tasks in (tasks.h) */
+    struct task_node *tasks_head, *tasks_tail;
+    const struct conf *conf;   /* of gen */
+    struct gen *gen;           /* the generation this worker runs on */
     struct server *srv;
     struct clock_scaled clock;
     struct limits limits;
@@ -69,25 +87,30 @@ struct worker {
 /* The server: owns the workers and everything they share (read-only, or
  * behind their own mutex). */
 struct server {
-    const struct conf *conf; /* borrowed from main */
+    const char *conf_path;     /* the file, for reloads */
+    struct gen *gen;           /* the current generation, owned */
+    const struct conf *conf;   /* &gen->conf */
     struct worker *workers;
     int n_workers;
     struct tls_server tls;
     uint8_t cookie_secret[32]; /* DTLS HelloVerifyRequest cookies */
     uint8_t nonce_key[32];     /* TURN nonces (auth_nonce_make) */
-    struct auth_store auth;    /* static users and REST secrets, read-only */
     struct quota *quota;       /* allocation quotas (mutex inside) */
     struct reserve *resv;      /* EVEN-PORT reservations (mutex inside) */
     struct rate_sources *rate; /* unauthenticated answers per source (atomics) */
-    bool has_redis;            /* auth.redis set and parsed */
     uint32_t node_id;          /* random: makes allocation ids unique across nodes */
-    struct redis_url redis_url;
     struct metrics *metrics;   /* the /metrics endpoint (metrics.c); NULL when off; owned */
+    struct event_base *base;   /* the main thread's (signals, metrics, control, tasks) */
+    pthread_mutex_t tasks_lock;
+    struct event *tasks_ev;    /* finished tasks, back on the main thread */
+    struct task *tasks_finished;
 };
 
 /* Worker lifecycle (worker.c). */
 int worker_init(struct worker *w, struct server *srv, int id);
 int worker_start(struct worker *w);
+/* Switch to generation g (reload), on the worker's own thread. */
+void worker_reconfigure(struct worker *w, struct gen *g);
 /* Ask the worker's thread for something (any thread). */
 void worker_post(struct worker *w, enum worker_request r);
 void worker_join_free(struct worker *w);

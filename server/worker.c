@@ -1,6 +1,7 @@
 /*
- * worker.c - a worker thread: its event base, and its instance of every
- * layer, wired together here (see server.h for the threading model):
+ * worker.c - a worker thread: its event base, its instance of every layer
+ * wired together here, and the main thread's ways in (stop, re-read the
+ * host's addresses, tasks: tasks.h). See server.h for the threading model:
  *
  *   cluster   (Redis: credentials, quotas, statistics, realm limits)
  *   relay     (allocations; tells turn of their end through a hook)
@@ -13,6 +14,7 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +28,114 @@
 #include "server/transport/transport.h"
 #include "server/turn/turn.h"
 
+/* One posted task, shared by every worker, with one list node per worker
+ * allocated with it; owned by this file from tasks_post until its done()
+ * has run (by then no worker's list holds a node of it). */
+struct task {
+    task_run_fn run;
+    task_done_fn done;
+    void *arg;
+    atomic_int remaining;
+    struct task *next; /* the main thread's list of finished tasks */
+    struct task_node node[];
+};
+
+static void on_finished(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct server *srv = arg;
+    pthread_mutex_lock(&srv->tasks_lock);
+    struct task *t = srv->tasks_finished;
+    srv->tasks_finished = NULL;
+    pthread_mutex_unlock(&srv->tasks_lock);
+    while (t) {
+        struct task *next = t->next;
+        t->done(t->arg);
+        free(t);
+        t = next;
+    }
+}
+
+int tasks_init(struct server *srv)
+{
+    pthread_mutex_init(&srv->tasks_lock, NULL);
+    srv->tasks_ev = event_new(srv->base, -1, 0, on_finished, srv);
+    return srv->tasks_ev ? 0 : -1;
+}
+
+void tasks_free(struct server *srv)
+{
+    if (srv->tasks_ev)
+        event_free(srv->tasks_ev);
+    srv->tasks_ev = NULL;
+    pthread_mutex_destroy(&srv->tasks_lock);
+}
+
+struct task *tasks_new(struct server *srv, task_run_fn run, task_done_fn done, void *arg)
+{
+    struct task *t = calloc(1, sizeof *t + (size_t)srv->n_workers * sizeof t->node[0]);
+    if (!t)
+        return NULL;
+    t->run = run;
+    t->done = done;
+    t->arg = arg;
+    atomic_init(&t->remaining, srv->n_workers);
+    return t;
+}
+
+int tasks_post(struct server *srv, task_run_fn run, task_done_fn done, void *arg)
+{
+    struct task *t = tasks_new(srv, run, done, arg);
+    if (!t)
+        return -1;
+    tasks_send(srv, t);
+    return 0;
+}
+
+void tasks_discard(struct task *t)
+{
+    free(t);
+}
+
+void tasks_send(struct server *srv, struct task *t)
+{
+    for (int i = 0; i < srv->n_workers; i++) {
+        struct worker *w = &srv->workers[i];
+        struct task_node *n = &t->node[i];
+        n->task = t;
+        pthread_mutex_lock(&w->tasks_lock);
+        if (w->tasks_tail)
+            w->tasks_tail->next = n;
+        else
+            w->tasks_head = n;
+        w->tasks_tail = n;
+        pthread_mutex_unlock(&w->tasks_lock);
+        worker_post(w, WORKER_TASKS);
+    }
+}
+
+void tasks_run_pending(struct worker *w)
+{
+    pthread_mutex_lock(&w->tasks_lock);
+    struct task_node *n = w->tasks_head;
+    w->tasks_head = w->tasks_tail = NULL;
+    pthread_mutex_unlock(&w->tasks_lock);
+    struct server *srv = w->srv;
+    while (n) {
+        struct task_node *next = n->next;
+        struct task *t = n->task;
+        t->run(w, t->arg);
+        if (atomic_fetch_sub(&t->remaining, 1) == 1) {
+            pthread_mutex_lock(&srv->tasks_lock);
+            t->next = srv->tasks_finished;
+            srv->tasks_finished = t;
+            pthread_mutex_unlock(&srv->tasks_lock);
+            event_active(srv->tasks_ev, EV_TIMEOUT, 1);
+        }
+        n = next;
+    }
+}
+
 static void worker_on_wake(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -36,6 +146,8 @@ static void worker_on_wake(evutil_socket_t fd, short what, void *arg)
     unsigned r = atomic_exchange(&w->requests, 0);
     if (r & WORKER_REFRESH_HOST)
         turn_refresh_host(w->turn);
+    if (r & WORKER_TASKS)
+        tasks_run_pending(w);
     if (r & WORKER_STOP)
         event_base_loopbreak(w->base);
 }
@@ -62,28 +174,59 @@ static struct event_base *worker_base_new(struct worker *w)
     return w->base;
 }
 
+static struct cluster *worker_cluster_new(struct worker *w)
+{
+    struct cluster_env ce = { .worker_id = w->id, .base = w->base, .conf = w->conf,
+                              .url = &w->gen->redis_url, .stats = &w->stats,
+                              .limits = &w->limits };
+    return cluster_new(&ce);
+}
+
+void worker_reconfigure(struct worker *w, struct gen *g)
+{
+    const struct conf *c = &g->conf;
+    w->gen = g;
+    w->conf = c;
+    w->limits = (struct limits){ c->max_bps, c->user_quota, c->total_quota };
+    relay_table_set_conf(w->relay, c);
+    turn_reconfigure(w->turn, c, &g->auth);
+    if (g->has_redis && w->cluster) {
+        cluster_reconfigure(w->cluster, c, &g->redis_url);
+    } else if (g->has_redis) {
+        w->cluster = worker_cluster_new(w);
+        if (!w->cluster)
+            log_error("worker %d: out of memory: no Redis until the next reload", w->id);
+        turn_set_cluster(w->turn, w->cluster);
+    } else if (w->cluster) {
+        turn_set_cluster(w->turn, NULL); /* its parked requests let go first */
+        cluster_free(w->cluster);
+        w->cluster = NULL;
+        atomic_store_explicit(&w->stats.redis_up, 0, memory_order_relaxed);
+    }
+    char err[256];
+    if (transport_reconfigure(w->transport, c, err, sizeof err) < 0)
+        log_error("reload: worker %d: %s", w->id, err);
+}
+
 int worker_init(struct worker *w, struct server *srv, int id)
 {
     memset(w, 0, sizeof *w);
     w->id = id;
     w->srv = srv;
-    w->conf = srv->conf;
+    w->gen = srv->gen;
+    w->conf = &w->gen->conf;
     w->wake_fd = -1;
+    pthread_mutex_init(&w->tasks_lock, NULL);
     const struct conf *c = w->conf;
     clock_scaled_init(&w->clock, c->time_scale);
     w->limits = (struct limits){ c->max_bps, c->user_quota, c->total_quota };
     if (!worker_base_new(w))
         goto nomem;
-    if (srv->has_redis) {
-        struct cluster_env ce = { .worker_id = id, .base = w->base, .conf = c,
-                                  .url = &srv->redis_url, .stats = &w->stats,
-                                  .limits = &w->limits };
-        if (!(w->cluster = cluster_new(&ce)))
-            goto nomem;
-    }
+    if (w->gen->has_redis && !(w->cluster = worker_cluster_new(w)))
+        goto nomem;
     struct turn_env te = { .worker_id = id, .n_workers = srv->n_workers, .node_id = srv->node_id,
                            .base = w->base, .conf = c, .stats = &w->stats, .clock = &w->clock,
-                           .limits = &w->limits, .auth = &srv->auth,
+                           .limits = &w->limits, .auth = &w->gen->auth,
                            .nonce_key = srv->nonce_key, .quota = srv->quota,
                            .resv = srv->resv, .cluster = w->cluster,
                            .rate_sources = srv->rate };
@@ -150,7 +293,9 @@ void worker_join_free(struct worker *w)
         event_free(w->wake_ev);
     if (w->base && w->wake_fd >= 0) /* a worker never initialised is all zero */
         close(w->wake_fd);
-    if (w->base)
+    if (w->base) {
         event_base_free(w->base);
+        pthread_mutex_destroy(&w->tasks_lock);
+    }
     memset(w, 0, sizeof *w);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/core/core.h"
 #include "server/core/log.h"
 #include "server/core/stats.h"
 
@@ -56,6 +57,21 @@ struct cluster *cluster_new(const struct cluster_env *env)
         return NULL;
     }
     return c;
+}
+
+void cluster_reconfigure(struct cluster *c, const struct conf *conf, const struct redis_url *url)
+{
+    const struct conf *old = c->env.conf;
+    c->env.conf = conf;
+    if (strcmp(old->realm, conf->realm) != 0) {
+        memset(c->cache, 0, sizeof c->cache);
+        c->n_secrets = 0;
+        c->secrets_expires_ms = 0;
+    }
+    /* The configured limits until Redis says otherwise at its next poll. */
+    *c->env.limits = (struct limits){ conf->max_bps, conf->user_quota, conf->total_quota };
+    c->env.url = url;
+    redis_conn_set_url(c->redis, url);
 }
 
 void cluster_free(struct cluster *c)

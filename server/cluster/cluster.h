@@ -66,6 +66,10 @@ struct cluster_ask;
  * cancelled or answered (their callbacks would not run anyway). */
 struct cluster *cluster_new(const struct cluster_env *env);
 void cluster_free(struct cluster *c);
+/* A new configuration (reload), on the worker's thread: another Redis is
+ * connected to (its questions fail), another realm empties the cache.
+ * conf and url are borrowed as in cluster_env. */
+void cluster_reconfigure(struct cluster *c, const struct conf *conf, const struct redis_url *url);
 /* Connected to Redis now. */
 bool cluster_up(const struct cluster *c);
 

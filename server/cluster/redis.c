@@ -404,6 +404,24 @@ struct redis_conn *redis_conn_new(struct event_base *base, const struct redis_ur
     return c;
 }
 
+bool redis_url_same(const struct redis_url *a, const struct redis_url *b)
+{
+    return a->unix_socket == b->unix_socket && a->port == b->port && a->db == b->db &&
+           strcmp(a->host, b->host) == 0 && strcmp(a->password, b->password) == 0;
+}
+
+void redis_conn_set_url(struct redis_conn *c, const struct redis_url *url)
+{
+    bool same = redis_url_same(c->url, url);
+    c->url = url;
+    if (same)
+        return;
+    c->backoff_ms = BACKOFF_MIN_MS;
+    event_del(c->retry);
+    conn_drop(c, "switching to the server of the new configuration", false);
+    conn_start(c);
+}
+
 void redis_conn_free(struct redis_conn *c)
 {
     if (!c)

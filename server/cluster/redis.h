@@ -52,6 +52,12 @@ struct redis_conn;
  * must outlive the connection. NULL on out-of-memory. */
 struct redis_conn *redis_conn_new(struct event_base *base, const struct redis_url *url,
                                   redis_state_fn on_state, void *arg);
+/* The configured server after a reload (url borrowed, as in
+ * redis_conn_new): when it is another one, the connection is dropped (its
+ * commands complete with NULL) and made again to it. */
+void redis_conn_set_url(struct redis_conn *c, const struct redis_url *url);
+/* True when a and b name the same server, database and password. */
+bool redis_url_same(const struct redis_url *a, const struct redis_url *b);
 /* Every command still waiting completes with a NULL reply first. */
 void redis_conn_free(struct redis_conn *c);
 bool redis_conn_up(const struct redis_conn *c);

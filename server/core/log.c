@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 static atomic_int log_fd = 2;
-static int log_level = LOG_LVL_INFO;
-static bool log_syslog;
+static atomic_int log_level = LOG_LVL_INFO;
+static atomic_bool log_syslog;
 static char log_path[4096];
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
@@ -50,6 +50,35 @@ int log_reopen(void)
     int fd = open_file(log_path);
     if (fd < 0)
         return -1;
+    int old = atomic_exchange(&log_fd, fd);
+    if (old > 2)
+        close(old);
+    return 0;
+}
+
+void log_set_level(int level)
+{
+    atomic_store(&log_level, level);
+}
+
+int log_set_file(const char *file, bool use_syslog)
+{
+    if (use_syslog && !atomic_load(&log_syslog))
+        openlog("ternd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    atomic_store(&log_syslog, use_syslog);
+    if (!file || !*file) {
+        log_path[0] = 0;
+        int old = atomic_exchange(&log_fd, 2);
+        if (old > 2)
+            close(old);
+        return 0;
+    }
+    if (strcmp(file, log_path) == 0)
+        return 0;
+    int fd = open_file(file);
+    if (fd < 0)
+        return -1;
+    snprintf(log_path, sizeof log_path, "%s", file);
     int old = atomic_exchange(&log_fd, fd);
     if (old > 2)
         close(old);

@@ -15,6 +15,10 @@ enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 int log_open(int level, const char *file, bool use_syslog);
 /* Reopen the log file (after rotation). Returns 0 or -1. */
 int log_reopen(void);
+/* A new configuration (reload; main thread): the level, and the file or
+ * syslog. A file that cannot be opened keeps the current one: -1. */
+void log_set_level(int level);
+int log_set_file(const char *file, bool use_syslog);
 void log_close(void);
 bool log_enabled(int level);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

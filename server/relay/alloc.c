@@ -125,6 +125,11 @@ void relay_table_free(struct relay_table *t)
     free(t);
 }
 
+void relay_table_set_conf(struct relay_table *t, const struct conf *c)
+{
+    t->env.conf = c;
+}
+
 void relay_table_drop_conn(struct relay_table *t, const void *conn, const char *why)
 {
     for (size_t i = 0; i < ALLOC_WHEEL_SLOTS; i++) {

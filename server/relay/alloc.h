@@ -109,6 +109,9 @@ struct alloc {
  * every allocation left (their owners hear of it through on_death). */
 struct relay_table *relay_table_new(const struct relay_env *env);
 void relay_table_free(struct relay_table *t);
+/* A new configuration (reload): relay ports and the like for new
+ * allocations; the clock's scale is not changed live. */
+void relay_table_set_conf(struct relay_table *t, const struct conf *c);
 /* End every allocation whose client talks through conn (a UDP listening
  * socket that is closing). */
 void relay_table_drop_conn(struct relay_table *t, const void *conn, const char *why);

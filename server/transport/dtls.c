@@ -414,18 +414,54 @@ int dtls_listen(struct transport *t, const struct sockaddr_storage *addr)
     return 0;
 }
 
-void dtls_close_all(struct transport *t)
+static void ep_free(struct dtls_ep *ep)
 {
+    for (size_t b = 0; b < DTLS_BUCKETS; b++)
+        while (ep->buckets[b])
+            session_free(ep->buckets[b]);
+    SSL_free(ep->listener);
+    BIO_ADDR_free(ep->lclient);
+    event_free(ep->ev);
+    close(ep->fd);
+    free(ep);
+}
+
+bool dtls_has(const struct transport *t, const struct sockaddr_storage *addr)
+{
+    for (size_t i = 0; i < t->n_dtls; i++)
+        if (net_addr_equal((const struct sockaddr *)&t->dtls[i]->addr, (const struct sockaddr *)addr))
+            return true;
+    return false;
+}
+
+void dtls_reconfigure(struct transport *t)
+{
+    const struct conf *c = t->env.conf;
+    size_t kept = 0;
     for (size_t i = 0; i < t->n_dtls; i++) {
         struct dtls_ep *ep = t->dtls[i];
-        for (size_t b = 0; b < DTLS_BUCKETS; b++)
-            while (ep->buckets[b])
-                session_free(ep->buckets[b]);
+        if (!transport_wants(t, CONF_DTLS, &ep->addr, 1)) {
+            ep_free(ep); /* its sessions go with its socket */
+            continue;
+        }
+        t->dtls[kept++] = ep;
+        /* a new certificate is for new handshakes: the listening SSL is
+         * made again from the current context when next needed */
         SSL_free(ep->listener);
-        BIO_ADDR_free(ep->lclient);
-        event_free(ep->ev);
-        close(ep->fd);
-        free(ep);
+        ep->listener = NULL;
+        ep->lrbio = NULL;
+        for (size_t b = 0; b < DTLS_BUCKETS; b++)
+            for (struct dtls_session *s = ep->buckets[b]; s; s = s->next) {
+                s->env.software = c->software;
+                s->env.software_len = strlen(c->software);
+            }
     }
+    t->n_dtls = kept;
+}
+
+void dtls_close_all(struct transport *t)
+{
+    for (size_t i = 0; i < t->n_dtls; i++)
+        ep_free(t->dtls[i]);
     t->n_dtls = 0;
 }

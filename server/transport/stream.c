@@ -305,13 +305,45 @@ int stream_listen(struct transport *t, const struct sockaddr_storage *addr, bool
     return 0;
 }
 
+static void listener_free(struct stream_listener *sl)
+{
+    accept_guard_free(&sl->guard);
+    evconnlistener_free(sl->l);
+    free(sl);
+}
+
+bool stream_has(const struct transport *t, const struct sockaddr_storage *addr, bool tls)
+{
+    for (size_t i = 0; i < t->n_listeners; i++)
+        if (t->listeners[i]->tls == tls &&
+            net_addr_equal((const struct sockaddr *)&t->listeners[i]->addr,
+                           (const struct sockaddr *)addr))
+            return true;
+    return false;
+}
+
+void stream_reconfigure(struct transport *t)
+{
+    const struct conf *c = t->env.conf;
+    size_t kept = 0;
+    for (size_t i = 0; i < t->n_listeners; i++) {
+        struct stream_listener *sl = t->listeners[i];
+        if (transport_wants(t, sl->tls ? CONF_TLS : CONF_TCP, &sl->addr, 1))
+            t->listeners[kept++] = sl;
+        else
+            listener_free(sl); /* its connections stay */
+    }
+    t->n_listeners = kept;
+    for (struct stream_conn *conn = t->conns; conn; conn = conn->next) {
+        conn->env.software = c->software;
+        conn->env.software_len = strlen(c->software);
+    }
+}
+
 void stream_close_all(struct transport *t)
 {
-    for (size_t i = 0; i < t->n_listeners; i++) {
-        accept_guard_free(&t->listeners[i]->guard);
-        evconnlistener_free(t->listeners[i]->l);
-        free(t->listeners[i]);
-    }
+    for (size_t i = 0; i < t->n_listeners; i++)
+        listener_free(t->listeners[i]);
     t->n_listeners = 0;
     while (t->conns)
         conn_free(t->conns);

@@ -6,26 +6,29 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "conf/conf.h"
 #include "server/core/log.h"
 #include "server/core/net.h"
 
-static int ctx_load_files(SSL_CTX *ctx, const struct conf *c)
+static int ctx_load_files(SSL_CTX *ctx, const struct conf *c, char *err, size_t err_len)
 {
     if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert) != 1) {
-        log_error("tls: cannot load certificate %s: %s", c->tls_cert,
-                  ERR_reason_error_string(ERR_get_error()));
+        snprintf(err, err_len, "tls: cannot load certificate %s: %s", c->tls_cert,
+                 ERR_reason_error_string(ERR_get_error()));
         return -1;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, c->tls_key, SSL_FILETYPE_PEM) != 1) {
-        log_error("tls: cannot load key %s: %s", c->tls_key,
-                  ERR_reason_error_string(ERR_get_error()));
+        snprintf(err, err_len, "tls: cannot load key %s: %s", c->tls_key,
+                 ERR_reason_error_string(ERR_get_error()));
         return -1;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        log_error("tls: key %s does not match certificate %s", c->tls_key, c->tls_cert);
+        snprintf(err, err_len, "tls: key %s does not match certificate %s", c->tls_key,
+                 c->tls_cert);
         return -1;
     }
     return 0;
@@ -55,14 +58,16 @@ static int cookie_check(SSL *ssl, const unsigned char *cookie, unsigned int len)
     return CRYPTO_memcmp(want, cookie, sizeof want) == 0;
 }
 
-static SSL_CTX *ctx_build(const struct conf *c, bool dtls)
+static SSL_CTX *ctx_build(const struct conf *c, bool dtls, char *err, size_t err_len)
 {
     SSL_CTX *ctx = SSL_CTX_new(dtls ? DTLS_server_method() : TLS_server_method());
-    if (!ctx)
+    if (!ctx) {
+        snprintf(err, err_len, "tls: out of memory");
         return NULL;
+    }
     SSL_CTX_set_min_proto_version(ctx, dtls ? DTLS1_2_VERSION : TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (ctx_load_files(ctx, c) < 0) {
+    if (ctx_load_files(ctx, c, err, err_len) < 0) {
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -82,28 +87,47 @@ int tls_server_init(struct tls_server *s, const struct conf *conf)
     return tls_server_load(s);
 }
 
-int tls_server_load(struct tls_server *s)
+int tls_server_try(struct tls_server *s, const struct conf *c, char *err, size_t err_len)
 {
-    const struct conf *c = s->conf;
     bool want_tls = false, want_dtls = false;
     for (size_t i = 0; i < c->n_listen; i++) {
         want_tls |= c->listen[i].proto == CONF_TLS;
         want_dtls |= c->listen[i].proto == CONF_DTLS;
     }
-    SSL_CTX *tls = NULL, *dtls = NULL;
-    if (want_tls && !(tls = ctx_build(c, false)))
+    SSL_CTX_free(s->next_tls);
+    SSL_CTX_free(s->next_dtls);
+    s->next_tls = s->next_dtls = NULL;
+    if (want_tls && !(s->next_tls = ctx_build(c, false, err, err_len)))
         return -1;
-    if (want_dtls && !(dtls = ctx_build(c, true))) {
-        SSL_CTX_free(tls);
+    if (want_dtls && !(s->next_dtls = ctx_build(c, true, err, err_len))) {
+        SSL_CTX_free(s->next_tls);
+        s->next_tls = NULL;
         return -1;
     }
+    return 0;
+}
+
+void tls_server_commit(struct tls_server *s, const struct conf *conf)
+{
     pthread_mutex_lock(&s->lock);
     SSL_CTX *old_tls = s->tls, *old_dtls = s->dtls;
-    s->tls = tls;
-    s->dtls = dtls;
+    s->tls = s->next_tls;
+    s->dtls = s->next_dtls;
+    s->conf = conf;
     pthread_mutex_unlock(&s->lock);
+    s->next_tls = s->next_dtls = NULL;
     SSL_CTX_free(old_tls);
     SSL_CTX_free(old_dtls);
+}
+
+int tls_server_load(struct tls_server *s)
+{
+    char err[PATH_MAX + 128];
+    if (tls_server_try(s, s->conf, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    tls_server_commit(s, s->conf);
     return 0;
 }
 
@@ -123,7 +147,9 @@ void tls_server_free(struct tls_server *s)
         return;
     SSL_CTX_free(s->tls);
     SSL_CTX_free(s->dtls);
-    s->tls = s->dtls = NULL;
+    SSL_CTX_free(s->next_tls);
+    SSL_CTX_free(s->next_dtls);
+    s->tls = s->dtls = s->next_tls = s->next_dtls = NULL;
     pthread_mutex_destroy(&s->lock);
     s->conf = NULL;
 }

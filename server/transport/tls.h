@@ -26,6 +26,7 @@ struct tls_server {
     pthread_mutex_t lock;
     SSL_CTX *tls;  /* NULL when no TLS listener */
     SSL_CTX *dtls; /* NULL when no DTLS listener */
+    SSL_CTX *next_tls, *next_dtls; /* built by tls_server_try, not in use yet */
 };
 
 /* What the cookie callbacks need about a DTLS handshake: stored as the SSL's
@@ -37,8 +38,12 @@ struct dtls_cookie_id {
 
 /* Init and build both contexts from conf; 0 or -1 with the reason logged. */
 int tls_server_init(struct tls_server *s, const struct conf *conf);
-/* Rebuild (SIGHUP). 0, or -1 with the reason logged and the old ones kept. */
+/* Rebuild from s->conf. 0, or -1 with the reason logged and the old ones kept. */
 int tls_server_load(struct tls_server *s);
+/* A reload in two steps: build the contexts of conf aside (0, or -1 with
+ * the reason in err), then put them in service with conf (borrowed). */
+int tls_server_try(struct tls_server *s, const struct conf *conf, char *err, size_t err_len);
+void tls_server_commit(struct tls_server *s, const struct conf *conf);
 /* A reference to the current context (SSL_CTX_free it when done). */
 SSL_CTX *tls_server_ctx(struct tls_server *s, bool dtls);
 void tls_server_free(struct tls_server *s);

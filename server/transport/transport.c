@@ -10,28 +10,6 @@
 
 #include "server/core/net.h"
 
-/*
- * The RFC 5780 address set of a UDP listen address: itself, its alternate
- * port, the alternate IP, and both. Only for a specific IP of the same family
- * as the alternate: a wildcard listener has no single address to report as
- * RESPONSE-ORIGIN. Returns how many addresses were written (1 or 4).
- */
-static size_t rfc5780_addrs(const struct conf *c, const struct sockaddr_storage *listen,
-                            struct sockaddr_storage out[4])
-{
-    out[0] = *listen;
-    const struct sockaddr *l = (const struct sockaddr *)listen;
-    const struct sockaddr *alt = (const struct sockaddr *)&c->alternate;
-    if (!c->has_alternate || alt->sa_family != l->sa_family || net_addr_is_any(l))
-        return 1;
-    out[1] = *listen;
-    net_addr_set_port((struct sockaddr *)&out[1], net_addr_port(alt));
-    out[2] = c->alternate;
-    net_addr_set_port((struct sockaddr *)&out[2], net_addr_port(l));
-    out[3] = c->alternate;
-    return 4;
-}
-
 struct transport *transport_new(const struct transport_env *env)
 {
     struct transport *t = calloc(1, sizeof *t);
@@ -54,23 +32,28 @@ static void listen_error(const struct conf_listen *l, const struct sockaddr_stor
              net_addr_format((const struct sockaddr *)addr, a, sizeof a), strerror(-rc));
 }
 
+/* Open every listener of the configuration that is not open yet. */
 int transport_listen_all(struct transport *t, char *err, size_t err_len)
 {
     const struct conf *c = t->env.conf;
     for (size_t i = 0; i < c->n_listen; i++) {
         const struct conf_listen *l = &c->listen[i];
         struct sockaddr_storage addrs[4], failed = l->addr;
-        int rc;
+        size_t n = transport_listen_addrs(c, l, addrs);
+        int rc = 0;
         switch (l->proto) {
         case CONF_UDP:
-            rc = udp_listen(t, addrs, rfc5780_addrs(c, &l->addr, addrs), &failed);
+            if (!udp_has(t, addrs, n))
+                rc = udp_listen(t, addrs, n, &failed);
             break;
         case CONF_TCP:
         case CONF_TLS:
-            rc = stream_listen(t, &l->addr, l->proto == CONF_TLS);
+            if (!stream_has(t, &l->addr, l->proto == CONF_TLS))
+                rc = stream_listen(t, &l->addr, l->proto == CONF_TLS);
             break;
         default:
-            rc = dtls_listen(t, &l->addr);
+            if (!dtls_has(t, &l->addr))
+                rc = dtls_listen(t, &l->addr);
             break;
         }
         if (rc < 0) {
@@ -79,6 +62,15 @@ int transport_listen_all(struct transport *t, char *err, size_t err_len)
         }
     }
     return 0;
+}
+
+int transport_reconfigure(struct transport *t, const struct conf *c, char *err, size_t err_len)
+{
+    t->env.conf = c;
+    udp_reconfigure(t);
+    stream_reconfigure(t);
+    dtls_reconfigure(t);
+    return transport_listen_all(t, err, err_len);
 }
 
 void transport_free(struct transport *t)
@@ -92,16 +84,37 @@ void transport_free(struct transport *t)
     free(t);
 }
 
+/* Does old listen on addr with a socket of this type already? */
+static bool conf_listens(const struct conf *old, const struct sockaddr_storage *addr, int type)
+{
+    for (size_t i = 0; old && i < old->n_listen; i++) {
+        const struct conf_listen *l = &old->listen[i];
+        struct sockaddr_storage addrs[4];
+        size_t n = transport_listen_addrs(old, l, addrs);
+        int t = (l->proto == CONF_UDP || l->proto == CONF_DTLS) ? SOCK_DGRAM : SOCK_STREAM;
+        for (size_t k = 0; k < n; k++)
+            if (t == type && net_addr_equal((const struct sockaddr *)&addrs[k],
+                                            (const struct sockaddr *)addr))
+                return true;
+    }
+    return false;
+}
+
 int transport_probe_addrs(const struct conf *c, char *err, size_t err_len)
+{
+    return transport_probe_new(NULL, c, err, err_len);
+}
+
+int transport_probe_new(const struct conf *old, const struct conf *c, char *err, size_t err_len)
 {
     for (size_t i = 0; i < c->n_listen; i++) {
         const struct conf_listen *l = &c->listen[i];
         struct sockaddr_storage addrs[4];
-        size_t n = l->proto == CONF_UDP ? rfc5780_addrs(c, &l->addr, addrs) : 1;
-        if (n == 1)
-            addrs[0] = l->addr;
+        size_t n = transport_listen_addrs(c, l, addrs);
         int type = (l->proto == CONF_UDP || l->proto == CONF_DTLS) ? SOCK_DGRAM : SOCK_STREAM;
         for (size_t k = 0; k < n; k++) {
+            if (conf_listens(old, &addrs[k], type))
+                continue;
             int rc = net_probe_bind((const struct sockaddr *)&addrs[k], type);
             if (rc < 0) {
                 listen_error(l, &addrs[k], rc, err, err_len);

@@ -46,11 +46,18 @@ struct transport *transport_new(const struct transport_env *env);
 /* Open every listener of the configuration on this worker. 0, or -errno
  * with "cannot listen on udp 1.2.3.4:3478: reason" in err. */
 int transport_listen_all(struct transport *t, char *err, size_t err_len);
+/* A new configuration (reload), on the worker's thread: read from now on;
+ * listeners no longer in it are closed, new ones opened, the others keep
+ * their sockets. 0, or -errno with the listener that failed in err (the
+ * others are applied). */
+int transport_reconfigure(struct transport *t, const struct conf *c, char *err, size_t err_len);
 /* Close every listener and end every session. */
 void transport_free(struct transport *t);
 
 /* Pre-flight, before any worker binds: is any listen address in use (by
- * anything, another ternd included)? 0, or -1 with err set. */
+ * anything, another ternd included)? 0, or -1 with err set. With old, only
+ * the addresses old does not listen on yet (a reload). */
 int transport_probe_addrs(const struct conf *c, char *err, size_t err_len);
+int transport_probe_new(const struct conf *old, const struct conf *c, char *err, size_t err_len);
 
 #endif

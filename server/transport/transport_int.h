@@ -35,6 +35,25 @@ struct transport {
     unsigned n_conns;           /* bounded by max_connections */
 };
 
+/* transport.c: the addresses a listen entry binds (RFC 5780 gives a UDP
+ * listener four); how many, 1 or 4. */
+size_t transport_listen_addrs(const struct conf *c, const struct conf_listen *l,
+                              struct sockaddr_storage out[4]);
+/* Is this listen entry in the configuration the transport now has? */
+bool transport_wants(const struct transport *t, enum conf_proto proto,
+                     const struct sockaddr_storage *addrs, size_t n);
+
+/* Each kind: is a listener for these addresses open; and after a reload,
+ * point its sessions at the new configuration and close the listeners it
+ * no longer has (a UDP listener's allocations end with it; a stream
+ * listener's connections stay; a DTLS listener's sessions end). */
+bool udp_has(const struct transport *t, const struct sockaddr_storage *addrs, size_t n);
+void udp_reconfigure(struct transport *t);
+bool stream_has(const struct transport *t, const struct sockaddr_storage *addr, bool tls);
+void stream_reconfigure(struct transport *t);
+bool dtls_has(const struct transport *t, const struct sockaddr_storage *addr);
+void dtls_reconfigure(struct transport *t);
+
 /* udp.c: the sockets of one UDP listen address (one, or four for RFC
  * 5780: the listen address, its alternate port, the alternate IP, both). */
 int udp_listen(struct transport *t, const struct sockaddr_storage *addrs, size_t n_addrs,

@@ -269,9 +269,9 @@ static int udp_client_send_many(void *conn, const struct sockaddr *client,
 static const struct client_ops udp_client_ops = { .send = udp_client_send,
                                                   .send_many = udp_client_send_many };
 
-static void udp_sock_free(struct udp_sock *s)
+static void udp_sock_free(struct udp_sock *s, const char *why)
 {
-    turn_session_end(&s->ts, "shutdown");
+    turn_session_end(&s->ts, why);
     if (s->ev)
         event_free(s->ev);
     if (s->fd >= 0)
@@ -311,7 +311,7 @@ int udp_listen(struct transport *t, const struct sockaddr_storage *addrs, size_t
             *failed = addrs[i];
             for (size_t k = 0; k <= i; k++)
                 if (group[k])
-                    udp_sock_free(group[k]);
+                    udp_sock_free(group[k], "not opened");
             return e;
         }
         int one = 1;
@@ -333,14 +333,53 @@ int udp_listen(struct transport *t, const struct sockaddr_storage *addrs, size_t
 fail_nomem:
     for (size_t k = 0; k < n_addrs; k++)
         if (group[k])
-            udp_sock_free(group[k]);
+            udp_sock_free(group[k], "not opened");
     *failed = addrs[0];
     return -ENOMEM;
+}
+
+bool udp_has(const struct transport *t, const struct sockaddr_storage *addrs, size_t n)
+{
+    for (size_t i = 0; i < t->n_udp; i++) {
+        const struct udp_sock *s = t->udp[i];
+        if (s->env.self != 0 || (s->env.rfc5780 ? 4u : 1u) != n)
+            continue;
+        size_t k = 0;
+        while (k < n && net_addr_equal((const struct sockaddr *)&s->env.addrs[k],
+                                       (const struct sockaddr *)&addrs[k]))
+            k++;
+        if (k == n)
+            return true;
+    }
+    return false;
+}
+
+void udp_reconfigure(struct transport *t)
+{
+    const struct conf *c = t->env.conf;
+    size_t kept = 0;
+    for (size_t i = 0; i < t->n_udp;) {
+        struct udp_sock *s = t->udp[i];
+        size_t n = s->env.rfc5780 ? 4 : 1; /* a group is contiguous, self 0 first */
+        bool keep = transport_wants(t, CONF_UDP, s->env.addrs, n);
+        for (size_t k = 0; k < n; k++) {
+            struct udp_sock *m = t->udp[i + k];
+            if (keep) {
+                m->env.software = c->software;
+                m->env.software_len = strlen(c->software);
+                t->udp[kept++] = m;
+            } else {
+                udp_sock_free(m, "listener removed by a reload");
+            }
+        }
+        i += n;
+    }
+    t->n_udp = kept;
 }
 
 void udp_close_all(struct transport *t)
 {
     for (size_t i = 0; i < t->n_udp; i++)
-        udp_sock_free(t->udp[i]);
+        udp_sock_free(t->udp[i], "shutdown");
     t->n_udp = 0;
 }

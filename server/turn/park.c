@@ -246,6 +246,21 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void park_fail(struct turn_park *p)
+{
+    cluster_ask_cancel(p->ask);
+    p->ans.keys.status = CLUSTER_KEYS_FAILED;
+    p->ans.quota = CLUSTER_QUOTA_FAILED;
+    park_mark_ready(p);
+}
+
+void park_fail_all(struct park_table *pt)
+{
+    for (struct turn_park *p = pt->all; p; p = p->next)
+        if (!p->ready)
+            park_fail(p);
+}
+
 /* Requests past their deadline stop waiting: the question is cancelled (a
  * late quota grant is given back by cluster/) and the request resumes with
  * a failed answer. */
@@ -257,10 +272,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     for (struct turn_park *p = pt->all; p; p = p->next) {
         if (p->ready || now < p->deadline_ms)
             continue;
-        cluster_ask_cancel(p->ask);
-        p->ans.keys.status = CLUSTER_KEYS_FAILED;
-        p->ans.quota = CLUSTER_QUOTA_FAILED;
-        park_mark_ready(p);
+        park_fail(p);
     }
     if (pt->n) {
         struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };

@@ -71,6 +71,9 @@ int park_keys(struct park_table *pt, struct turn_session *s, const struct stun_m
 int park_quota(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
                const struct sockaddr *client, const struct turn_auth *au, uint64_t sid,
                uint32_t lifetime_s, unsigned limit, park_resume_fn resume);
+/* Redis goes away (reload): every waiting request stops waiting and
+ * resumes with a failed answer, its question cancelled. */
+void park_fail_all(struct park_table *pt);
 /* The session ends: cancel and free its parked requests. */
 void park_session_end(struct turn_session *s);
 

@@ -22,7 +22,7 @@
 
 /* Owned by main; shared by every worker. */
 struct rate_sources {
-    unsigned per_source;
+    _Atomic unsigned per_source;
     uint8_t key[16];
     _Atomic uint64_t slot[RATE_SLOTS];
 };
@@ -47,13 +47,26 @@ struct rate_sources *rate_sources_new(unsigned per_source)
     struct rate_sources *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->per_source = per_source > SLOT_TOKENS / RATE_BURST_FACTOR ? SLOT_TOKENS / RATE_BURST_FACTOR
-                                                                  : per_source;
+    rate_sources_set(s, per_source);
     if (RAND_bytes(s->key, sizeof s->key) != 1) {
         free(s);
         return NULL;
     }
     return s;
+}
+
+void rate_sources_set(struct rate_sources *s, unsigned per_source)
+{
+    unsigned max = SLOT_TOKENS / RATE_BURST_FACTOR;
+    atomic_store_explicit(&s->per_source, per_source > max ? max : per_source,
+                          memory_order_relaxed);
+}
+
+void rate_set_budget(struct rate *r, unsigned global_rate, uint64_t global_bps, unsigned n_workers)
+{
+    n_workers = n_workers ? n_workers : 1;
+    r->answers.rate = global_rate ? (global_rate + n_workers - 1) / n_workers : 0;
+    r->bytes.rate = global_bps ? (global_bps + n_workers - 1) / n_workers : 0;
 }
 
 void rate_sources_free(struct rate_sources *s)
@@ -67,10 +80,8 @@ struct rate *rate_new(struct rate_sources *sources, unsigned global_rate, uint64
     struct rate *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    n_workers = n_workers ? n_workers : 1;
     r->src = sources;
-    r->answers.rate = global_rate ? (global_rate + n_workers - 1) / n_workers : 0;
-    r->bytes.rate = global_bps ? (global_bps + n_workers - 1) / n_workers : 0;
+    rate_set_budget(r, global_rate, global_bps, n_workers);
     r->answers.tokens = r->answers.rate;
     r->bytes.tokens = r->bytes.rate;
     r->mac = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
@@ -122,7 +133,7 @@ size_t rate_slot(const struct rate *r, const struct sockaddr *client)
 
 bool rate_take_source(struct rate *r, const struct sockaddr *client, uint64_t now_ms)
 {
-    uint64_t rate = r->src->per_source;
+    uint64_t rate = atomic_load_explicit(&r->src->per_source, memory_order_relaxed);
     if (!rate)
         return true;
     _Atomic uint64_t *slot = &r->src->slot[rate_slot(r, client)];

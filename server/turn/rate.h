@@ -37,6 +37,10 @@ void rate_sources_free(struct rate_sources *s);
 struct rate *rate_new(struct rate_sources *sources, unsigned global_rate, uint64_t global_bps,
                       unsigned n_workers);
 void rate_free(struct rate *r);
+/* A new configuration (reload): the per-source rate (any thread), a
+ * worker's share of the node's budget (its own thread). */
+void rate_sources_set(struct rate_sources *s, unsigned per_source);
+void rate_set_budget(struct rate *r, unsigned global_rate, uint64_t global_bps, unsigned n_workers);
 /* May this source get one more answer at now_ms? */
 bool rate_take_source(struct rate *r, const struct sockaddr *client, uint64_t now_ms);
 /* May the worker send one more answer of this size at now_ms? */

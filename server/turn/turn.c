@@ -52,6 +52,28 @@ void turn_free(struct turn *t)
     free(t);
 }
 
+void turn_reconfigure(struct turn *t, const struct conf *conf, const struct auth_store *auth)
+{
+    t->env.conf = conf;
+    t->env.auth = auth;
+    size_t n_host = t->policy.n_host;
+    struct sockaddr_in6 host[POLICY_MAX_HOST];
+    memcpy(host, t->policy.host, n_host * sizeof host[0]);
+    policy_init(&t->policy, conf);
+    policy_set_host(&t->policy, host, n_host);
+    turn_refresh_host(t);
+    rate_set_budget(t->rate, conf->unauth_global_rate, conf->unauth_global_bps,
+                    (unsigned)t->env.n_workers);
+}
+
+void turn_set_cluster(struct turn *t, struct cluster *c)
+{
+    if (t->env.cluster == c)
+        return;
+    park_fail_all(t->park);
+    t->env.cluster = c;
+}
+
 void turn_refresh_host(struct turn *t)
 {
     struct sockaddr_in6 host[POLICY_MAX_HOST];

@@ -91,6 +91,13 @@ void turn_set_relay(struct turn *t, struct relay_table *relay);
 void turn_on_alloc_death(void *svc, struct alloc *a, const char *why);
 /* Every session must have ended before. */
 void turn_free(struct turn *t);
+/* A new configuration (reload), on the worker's thread: read from now on
+ * (the peer policy is rebuilt and the host's addresses re-read; limits of
+ * allocations already made stay). conf and auth outlive their use. */
+void turn_reconfigure(struct turn *t, const struct conf *conf, const struct auth_store *auth);
+/* Redis appears, goes or is replaced (reload): requests waiting for the
+ * old one resume as if it had failed. */
+void turn_set_cluster(struct turn *t, struct cluster *c);
 /* Re-read the host's addresses for the peer policy (start, SIGHUP). */
 void turn_refresh_host(struct turn *t);
 
