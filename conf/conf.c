@@ -481,7 +481,7 @@ static int conf_load_limits(const struct conf_ctx *x, struct conf *c, const conf
 
 static int conf_load_log(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
 {
-    static const char *const keys[] = {"level", "file", "syslog", NULL};
+    static const char *const keys[] = {"level", "file", "syslog", "format", NULL};
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     char path[CONF_STR];
     config_setting_t *g;
@@ -501,9 +501,51 @@ static int conf_load_log(const struct conf_ctx *x, struct conf *c, const config_
                              CONF_PATH(lv, path));
         c->log_level = (enum conf_log_level)i;
     }
+    const config_setting_t *fm = config_setting_get_member(g, "format");
+    if (fm) {
+        char format[16] = "";
+        if (config_setting_type(fm) != CONFIG_TYPE_STRING ||
+            conf_get_str(x, fm, format, sizeof(format), true) < 0 ||
+            (strcmp(format, "text") != 0 && strcmp(format, "json") != 0))
+            return conf_fail(x, fm, "'%s' must be \"text\" or \"json\"", CONF_PATH(fm, path));
+        c->log_format = strcmp(format, "json") == 0 ? CONF_LOG_JSON : CONF_LOG_TEXT;
+    }
     if (conf_take_str(x, g, "file", c->log_file, sizeof(c->log_file), false) < 0 ||
         conf_take_bool(x, g, "syslog", &c->log_syslog) < 0)
         return -1;
+    return 0;
+}
+
+/* control = { path; mode; }: mode is written as chmod takes it (0600), and
+ * libconfig reads integers as decimal, so its digits are read as octal. */
+static int conf_load_control(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
+{
+    static const char *const keys[] = {"path", "mode", NULL};
+    char path[CONF_STR];
+    config_setting_t *g;
+    if (conf_take_group(x, root, "control", keys, &g) < 0)
+        return -1;
+    if (!g)
+        return 0;
+    if (conf_take_str(x, g, "path", c->control_path, sizeof(c->control_path), true) < 0)
+        return -1;
+    const config_setting_t *p = config_setting_get_member(g, "path");
+    if (!p)
+        return conf_fail(x, g, "'control.path' is required in a control group");
+    const config_setting_t *m = config_setting_get_member(g, "mode");
+    if (m) {
+        char digits[32];
+        if (config_setting_type(m) != CONFIG_TYPE_INT)
+            return conf_fail(x, m, "'%s' must be an octal mode such as 0600", CONF_PATH(m, path));
+        snprintf(digits, sizeof(digits), "%d", config_setting_get_int(m));
+        char *end;
+        unsigned long v = strtoul(digits, &end, 8);
+        if (*end || v > 0777)
+            return conf_fail(x, m, "'%s' must be an octal mode from 0 to 0777, such as 0600",
+                             CONF_PATH(m, path));
+        c->control_mode = (unsigned)v;
+    }
+    c->has_control = true;
     return 0;
 }
 
@@ -511,7 +553,8 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
 {
     static const char *const keys[] = {"realm", "software", "workers", "listen", "alternate",
                                        "relay", "tls",      "auth",    "peers",  "limits",
-                                       "metrics", "log",    "alternate_servers",
+                                       "metrics", "log",    "alternate_servers", "control",
+                                       "user", "group",
                                        "alternate_threshold", "alternate_domain", NULL};
     static const char *const tls_keys[] = {"cert", "key", NULL};
     static const char *const ep_keys[] = {"ip", "port", NULL};
@@ -521,7 +564,9 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
 
     if (conf_check_keys(x, root, keys) < 0 ||
         conf_take_str(x, root, "realm", c->realm, sizeof(c->realm), true) < 0 ||
-        conf_take_str(x, root, "software", c->software, sizeof(c->software), false) < 0)
+        conf_take_str(x, root, "software", c->software, sizeof(c->software), false) < 0 ||
+        conf_take_str(x, root, "user", c->run_user, sizeof(c->run_user), false) < 0 ||
+        conf_take_str(x, root, "group", c->run_group, sizeof(c->run_group), false) < 0)
         return -1;
     /* A 401 challenge carries the realm, a nonce and the password
      * algorithms, and must stay within 128 bytes of the smallest request
@@ -572,7 +617,7 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
         c->has_metrics = true;
     }
 
-    if (conf_load_log(x, c, root) < 0)
+    if (conf_load_log(x, c, root) < 0 || conf_load_control(x, c, root) < 0)
         return -1;
 
     /* Only the presence of the paths is checked: the server reports an
@@ -612,6 +657,7 @@ void conf_init_defaults(struct conf *c)
     c->time_scale = 1;
     c->nonce_lifetime = 600;
     c->cache_ttl = 5;
+    c->control_mode = 0600;
     c->log_level = CONF_LOG_INFO;
 }
 

@@ -24,6 +24,7 @@
 enum conf_proto { CONF_UDP = 0, CONF_TCP = 1, CONF_TLS = 2, CONF_DTLS = 3 };
 
 enum conf_log_level { CONF_LOG_ERROR = 0, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
+enum conf_log_format { CONF_LOG_TEXT = 0, CONF_LOG_JSON };
 
 struct conf_listen {
     enum conf_proto proto;
@@ -102,7 +103,17 @@ struct conf {
     bool has_metrics;
     struct sockaddr_storage metrics;
 
+    /* The control socket (ternctl): a Unix socket, off unless set. */
+    bool has_control;
+    char control_path[PATH_MAX];
+    unsigned control_mode; /* permission bits, 0600 by default */
+
+    /* Privileges: after binding, run as this user and group ("" stays). */
+    char run_user[CONF_STR];
+    char run_group[CONF_STR];
+
     enum conf_log_level log_level;
+    enum conf_log_format log_format;
     char log_file[PATH_MAX]; /* "" means stderr */
     bool log_syslog;
 };

@@ -6,8 +6,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -17,9 +15,15 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "server/banner.h"
+#include "server/control.h"
+#include "server/core/clock.h"
 #include "server/core/log.h"
 #include "server/core/net.h"
+#include "server/drain.h"
 #include "server/metrics.h"
+#include "server/notify.h"
+#include "server/privs.h"
 #include "server/relay/quota.h"
 #include "server/relay/reserve.h"
 #include "server/reload.h"
@@ -27,9 +31,6 @@
 #include "server/tasks.h"
 #include "server/transport/transport.h"
 #include "server/turn/rate.h"
-
-/* The main thread's base: signals only. */
-static struct event_base *main_base;
 
 static void usage(FILE *f)
 {
@@ -50,86 +51,49 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         reload_start(srv, NULL, NULL);
         return;
     }
+    if (sig == SIGUSR1) {
+        drain_start(srv, srv->conf->max_lifetime);
+        return;
+    }
     log_info("signal %d: stopping", (int)sig);
-    event_base_loopbreak(main_base);
+    event_base_loopbreak(srv->base);
 }
 
-/* The host a browser would use: a configured external IP, a specific listen
- * IP, or the first non-loopback interface address. */
-static void ice_host(const struct conf *c, char *buf, size_t len)
+/* The watchdog's ping: every worker ran a task, so every loop turns. */
+static void on_worker_alive(struct worker *w, void *arg)
 {
-    const struct sockaddr *pick = NULL;
-    if (c->n_external_ip)
-        pick = (const struct sockaddr *)&c->external_ip[0];
-    for (size_t i = 0; !pick && i < c->n_listen; i++)
-        if (!net_addr_is_any((const struct sockaddr *)&c->listen[i].addr))
-            pick = (const struct sockaddr *)&c->listen[i].addr;
-    struct ifaddrs *ifs = NULL, *it;
-    if (!pick && getifaddrs(&ifs) == 0) {
-        for (it = ifs; it && !pick; it = it->ifa_next)
-            if (it->ifa_addr && it->ifa_addr->sa_family == AF_INET && !(it->ifa_flags & IFF_LOOPBACK))
-                pick = it->ifa_addr;
-    }
-    if (pick) {
-        char ip[NET_ADDRSTRLEN];
-        net_addr_format_ip(pick, ip, sizeof ip);
-        snprintf(buf, len, pick->sa_family == AF_INET6 ? "[%s]" : "%s", ip);
-    } else {
-        snprintf(buf, len, "127.0.0.1");
-    }
-    freeifaddrs(ifs);
+    (void)w, (void)arg;
 }
 
-/* One line: where we listen and the iceServers entry a browser would use. */
-static void print_ready(const struct conf *c, int n_workers)
+static void on_all_alive(void *arg)
 {
-    char line[4096], host[NET_ADDRSTRLEN + 2], a[NET_ADDRSTRLEN];
-    size_t n = (size_t)snprintf(line, sizeof line, "ternd %s listening on", TERN_VERSION);
-    for (size_t i = 0; i < c->n_listen && n < sizeof line; i++)
-        n += (size_t)snprintf(line + n, sizeof line - n, "%s %s %s", i ? "," : "",
-                              conf_proto_name(c->listen[i].proto),
-                              net_addr_format((const struct sockaddr *)&c->listen[i].addr, a, sizeof a));
-    ice_host(c, host, sizeof host);
-    n += (size_t)snprintf(line + n, sizeof line - n, " (%d workers); iceServers: [{\"urls\": [", n_workers);
-    bool first = true;
-    for (size_t i = 0; i < c->n_listen && n < sizeof line; i++) {
-        const struct conf_listen *l = &c->listen[i];
-        const char *scheme = (l->proto == CONF_TLS || l->proto == CONF_DTLS) ? "stuns" : "stun";
-        if (l->proto == CONF_TCP || l->proto == CONF_DTLS)
-            continue; /* stun: URIs name no transport; UDP and TLS stand for them */
-        n += (size_t)snprintf(line + n, sizeof line - n, "%s\"%s:%s:%u\"", first ? "" : ", ", scheme,
-                              host, net_addr_port((const struct sockaddr *)&l->addr));
-        first = false;
+    (void)arg;
+    notify_send("WATCHDOG=1");
+}
+
+/* Once a second on the main thread: expired EVEN-PORT reservations give
+ * their ports back; systemd hears the node's numbers and, when it watches,
+ * that every worker is alive. */
+static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct server *srv = arg;
+    static unsigned ticks;
+    ticks++;
+    reserve_reap(srv->resv);
+    if (!notify_enabled())
+        return;
+    if (ticks % 10 == 1) {
+        unsigned long long sessions = 0;
+        for (int i = 0; i < srv->n_workers; i++)
+            for (int t = 0; t < STATS_N_TRANSPORTS; t++)
+                sessions += stats_read(&srv->workers[i].stats.sessions[t]);
+        notify_send("STATUS=%llu allocations, %llu sessions%s", drain_allocations(srv), sessions,
+                    drain_active(srv) ? ", draining" : "");
     }
-    n += (size_t)snprintf(line + n, sizeof line - n, "]}");
-    /* The TURN entry with the first static user that has a password. */
-    const struct conf_user *u = NULL;
-    for (size_t i = 0; !u && i < c->n_users; i++)
-        if (c->users[i].password[0])
-            u = &c->users[i];
-    if (u && n < sizeof line) {
-        n += (size_t)snprintf(line + n, sizeof line - n, ", {\"urls\": [");
-        first = true;
-        for (size_t i = 0; i < c->n_listen && n < sizeof line; i++) {
-            const struct conf_listen *l = &c->listen[i];
-            if (l->proto == CONF_DTLS)
-                continue; /* browsers have no turns: over DTLS */
-            static const char *const uri[] = { "turn:%s:%u?transport=udp", "turn:%s:%u?transport=tcp",
-                                               "turns:%s:%u?transport=tcp" };
-            char one[128];
-            snprintf(one, sizeof one, uri[l->proto], host, net_addr_port((const struct sockaddr *)&l->addr));
-            n += (size_t)snprintf(line + n, sizeof line - n, "%s\"%s\"", first ? "" : ", ", one);
-            first = false;
-        }
-        if (n < sizeof line)
-            n += (size_t)snprintf(line + n, sizeof line - n,
-                                  "], \"username\": \"%s\", \"credential\": \"%s\"}", u->user,
-                                  u->password);
-    }
-    if (n < sizeof line)
-        snprintf(line + n, sizeof line - n, "]");
-    printf("%s\n", line);
-    fflush(stdout);
+    uint64_t every = notify_watchdog_usec() / 2000000u;
+    if (notify_watchdog_usec() && ticks % (every ? every : 1) == 0)
+        tasks_post(srv, on_worker_alive, on_all_alive, NULL);
 }
 
 int main(int argc, char **argv)
@@ -176,6 +140,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    notify_init();
     static struct server srv;
     srv.conf_path = path;
     srv.gen = gen;
@@ -213,44 +178,55 @@ int main(int argc, char **argv)
     srv.workers = calloc((size_t)srv.n_workers, sizeof *srv.workers);
     /* The main base is thread-safe (evthread): workers hand finished
      * tasks back to it. */
-    srv.base = main_base = event_base_new();
+    srv.base = event_base_new();
     if (!srv.workers || !srv.base || tasks_init(&srv) < 0)
         goto out;
 
-    /* Every worker binds its sockets before any thread starts; workers must
-     * not take the signals, so they are blocked while the threads start. */
+    /* Every worker binds its sockets before any thread starts. */
     int inited = 0, started = 0;
     while (inited < srv.n_workers && worker_init(&srv.workers[inited], &srv, inited) == 0)
         inited++;
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
-    while (inited == srv.n_workers && started < srv.n_workers &&
-           worker_start(&srv.workers[started]) == 0)
-        started++;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-    struct event *sigs[3] = { 0 };
-    /* Metrics after the workers (a scrape reads them all); a port in use
-     * stops the start like any other listener's. */
-    if (started == srv.n_workers && (!conf->has_metrics || metrics_start(&srv, srv.base) == 0)) {
-        int which[3] = { SIGINT, SIGTERM, SIGHUP };
-        for (int i = 0; i < 3; i++) {
+    struct event *sigs[4] = { 0 }, *house = NULL;
+    /* Metrics and the control socket after the workers (they read them
+     * all); a port in use stops the start like any other listener's. Then
+     * the privileges go, before a worker reads its first packet. */
+    if (inited == srv.n_workers && (!conf->has_metrics || metrics_start(&srv, srv.base) == 0) &&
+        control_start(&srv) == 0 && privs_drop(conf) == 0) {
+        sigset_t set, old;
+        sigemptyset(&set);
+        int which[4] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1 };
+        for (int i = 0; i < 4; i++)
+            sigaddset(&set, which[i]);
+        /* workers must not take the signals: blocked while the threads start */
+        pthread_sigmask(SIG_BLOCK, &set, &old);
+        while (started < srv.n_workers && worker_start(&srv.workers[started]) == 0)
+            started++;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        for (int i = 0; started == srv.n_workers && i < 4; i++) {
             sigs[i] = evsignal_new(srv.base, which[i], on_signal, &srv);
             event_add(sigs[i], NULL);
         }
-        print_ready(conf, srv.n_workers);
-        log_info("ready");
-        rc = 0;
-        event_base_dispatch(srv.base);
+        struct timeval second = { .tv_sec = 1 };
+        house = event_new(srv.base, -1, EV_PERSIST, on_housekeeping, &srv);
+        if (started == srv.n_workers && house && event_add(house, &second) == 0) {
+            srv.started_ms = clock_mono_ms();
+            banner_print(conf, srv.n_workers);
+            log_info("ready");
+            notify_send("READY=1\nSTATUS=serving\nMAINPID=%ld", (long)getpid());
+            rc = 0;
+            event_base_dispatch(srv.base);
+            notify_send("STOPPING=1");
+        }
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (sigs[i])
             event_free(sigs[i]);
+    if (house)
+        event_free(house);
+    control_stop(&srv);
     metrics_stop(&srv); /* before its base and the workers it reads */
+    drain_free(&srv);
     for (int i = 0; i < srv.n_workers; i++)
         worker_post(&srv.workers[i], WORKER_STOP);
     for (int i = 0; srv.workers && i < srv.n_workers; i++)

@@ -37,6 +37,7 @@
 #include "server/core/log.h"
 #include "server/core/net.h"
 #include "server/core/stats.h"
+#include "server/drain.h"
 #include "server/server.h"
 #include "server/transport/accept.h"
 
@@ -129,6 +130,9 @@ static void metrics_write_process(const struct metrics *m, struct evbuffer *b)
     evbuffer_add_printf(b, "tern_uptime_seconds %.3f\n", up);
     metrics_write_single(b, "tern_workers", "gauge", "Worker threads (one event loop each).",
                          (uint64_t)m->srv->n_workers);
+    metrics_write_single(b, "tern_draining", "gauge",
+                         "1 while the node is drained (no new allocations), else 0.",
+                         drain_active(m->srv) ? 1 : 0);
 }
 
 /* Gauges: one series per worker, since SO_REUSEPORT may spread load unevenly
@@ -238,6 +242,20 @@ static void metrics_on_request(struct evhttp_request *req, void *arg)
     const struct metrics *m = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (path && strcmp(path, "/health") == 0) {
+        /* a readiness probe: a draining node takes no new clients */
+        bool draining = drain_active(m->srv);
+        struct evbuffer *body = evbuffer_new();
+        if (body)
+            evbuffer_add_printf(body, "%s\n", draining ? "draining" : "ok");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "text/plain; charset=utf-8");
+        evhttp_send_reply(req, draining ? 503 : HTTP_OK, draining ? "Service Unavailable" : "OK",
+                          body);
+        if (body)
+            evbuffer_free(body);
+        return;
+    }
     if (!path || strcmp(path, "/metrics") != 0) {
         evhttp_send_error(req, HTTP_NOTFOUND, NULL);
         return;

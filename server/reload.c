@@ -22,7 +22,9 @@
 
 #include "server/core/log.h"
 #include "server/core/net.h"
+#include "server/core/clock.h"
 #include "server/metrics.h"
+#include "server/notify.h"
 #include "server/server.h"
 #include "server/tasks.h"
 #include "server/transport/transport.h"
@@ -130,6 +132,7 @@ static void reload_on_done(void *arg)
     gen_free(r->old);
     reloading = false;
     log_info("reload: %s", r->msg);
+    notify_send("READY=1\nSTATUS=serving");
     if (r->done)
         r->done(r->arg, true, r->msg);
     free(r);
@@ -213,6 +216,7 @@ int reload_start(struct server *srv, reload_done_fn done, void *arg)
             append(r->msg, sizeof r->msg, "; metrics could not listen");
     }
     reloading = true;
+    notify_send("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)clock_mono_ms() * 1000u);
     tasks_send(srv, task);
     return 0;
 refuse:

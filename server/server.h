@@ -36,6 +36,7 @@ struct reserve;
 struct metrics;
 struct rate_sources;
 struct task;
+struct control;
 
 /* Reported by --version, the ready line and tern_build_info. */
 #define TERN_VERSION "0.1.0"
@@ -104,6 +105,11 @@ struct server {
     pthread_mutex_t tasks_lock;
     struct event *tasks_ev;    /* finished tasks, back on the main thread */
     struct task *tasks_finished;
+    uint64_t started_ms;       /* clock_mono_ms when serving began */
+    atomic_bool draining;      /* read by workers on Allocate (drain.h) */
+    uint64_t drain_deadline_ms;
+    struct event *drain_timer;
+    struct control *control;   /* the control socket (control.h); NULL when off; owned */
 };
 
 /* Worker lifecycle (worker.c). */

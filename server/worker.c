@@ -229,7 +229,7 @@ int worker_init(struct worker *w, struct server *srv, int id)
                            .limits = &w->limits, .auth = &w->gen->auth,
                            .nonce_key = srv->nonce_key, .quota = srv->quota,
                            .resv = srv->resv, .cluster = w->cluster,
-                           .rate_sources = srv->rate };
+                           .rate_sources = srv->rate, .draining = &srv->draining };
     if (!(w->turn = turn_new(&te)))
         goto nomem;
     struct relay_env re = { .base = w->base, .conf = c, .clock = &w->clock, .stats = &w->stats,

@@ -61,6 +61,7 @@ struct worker_stats {
     stats_counter drops[STATS_N_DROPS];
     stats_counter sessions[STATS_N_TRANSPORTS]; /* gauge: live sessions */
     stats_counter allocations;                  /* gauge: live allocations */
+    stats_counter relay_sockets;                /* gauge: relay sockets of live allocations */
     stats_counter redis_up;                     /* gauge: 1 connected, 0 not */
     stats_counter redis_rtt_us;                 /* gauge: last PING round trip */
     stats_counter redis_parked;                 /* gauge: requests waiting on Redis */

@@ -143,6 +143,13 @@ void relay_table_drop_conn(struct relay_table *t, const void *conn, const char *
     }
 }
 
+void relay_table_foreach(struct relay_table *t, void (*fn)(struct alloc *a, void *arg), void *arg)
+{
+    for (size_t i = 0; i < ALLOC_WHEEL_SLOTS; i++)
+        for (struct alloc *a = t->wheel[i]; a; a = a->wnext)
+            fn(a, arg);
+}
+
 size_t relay_table_count(const struct relay_table *t)
 {
     return t->count;
@@ -202,6 +209,7 @@ struct alloc *alloc_create(struct relay_table *t, const struct client_ops *ops, 
     a->id = ++t->next_id;
     a->tokens = t->env.limits->max_bps;
     a->bucket_ms = clock_mono_ms();
+    a->created_ms = a->bucket_ms;
     a->expires = clock_scaled_now(t->env.clock) + lifetime;
     if (t->count >= t->n_buckets)
         table_grow(t);
@@ -211,6 +219,7 @@ struct alloc *alloc_create(struct relay_table *t, const struct client_ops *ops, 
     wheel_link(t, a);
     t->count++;
     stats_add(&t->env.stats->allocations, 1);
+    stats_add(&t->env.stats->relay_sockets, n_relay);
     return a;
 }
 
@@ -225,6 +234,7 @@ void alloc_destroy(struct alloc *a, const char *why)
     wheel_unlink(t, a);
     t->count--;
     stats_sub(&t->env.stats->allocations, 1);
+    stats_sub(&t->env.stats->relay_sockets, a->n_relay);
     for (unsigned i = 0; i < a->n_relay; i++)
         alloc_relay_close(&a->relay[i]);
     quota_release(t->env.quota, a->user, a->user_len);

@@ -46,6 +46,9 @@ struct client_ops {
      * and control) in one system call; returns how many went out. */
     int (*send_many)(void *conn, const struct sockaddr *client, const struct sockaddr *local,
                      struct mmsghdr *msgs, unsigned n);
+    /* Optional: end the client's connection or session now, with why in
+     * the log (its allocation ends with it); NULL for UDP. */
+    void (*close)(void *conn, const char *why);
 };
 
 struct perm {
@@ -85,6 +88,7 @@ struct alloc {
     struct relay relay[2];
     unsigned n_relay;
     uint32_t expires; /* table clock seconds */
+    uint64_t created_ms; /* clock_mono_ms at creation */
     uint32_t id;
     uint64_t sid;      /* node-unique id in published statistics (turn/) */
     bool quota_shared; /* counted in the Redis user quota set (turn/) */
@@ -115,6 +119,12 @@ void relay_table_set_conf(struct relay_table *t, const struct conf *c);
 /* End every allocation whose client talks through conn (a UDP listening
  * socket that is closing). */
 void relay_table_drop_conn(struct relay_table *t, const void *conn, const char *why);
+/* Call fn for every allocation of the table; fn must not create or
+ * destroy any (collect, then act). */
+void relay_table_foreach(struct relay_table *t, void (*fn)(struct alloc *a, void *arg), void *arg);
+/* Live permissions and channels of an allocation now. */
+unsigned alloc_count_perms(const struct alloc *a);
+unsigned alloc_count_chans(const struct alloc *a);
 /* Live allocations in this table. */
 size_t relay_table_count(const struct relay_table *t);
 

@@ -74,6 +74,24 @@ bool alloc_perm_ok(const struct alloc *a, const struct sockaddr *peer)
     return relay_perm_ok_at(a, peer, relay_now(a->t));
 }
 
+unsigned alloc_count_perms(const struct alloc *a)
+{
+    uint32_t now = relay_now(a->t);
+    unsigned n = 0;
+    for (unsigned i = 0; i < a->n_perms; i++)
+        n += a->perms[i].expires > now;
+    return n;
+}
+
+unsigned alloc_count_chans(const struct alloc *a)
+{
+    uint32_t now = relay_now(a->t);
+    unsigned n = 0;
+    for (unsigned i = 0; i < a->n_chans; i++)
+        n += a->chans[i].expires > now;
+    return n;
+}
+
 bool alloc_is_own_relay(const struct alloc *a, const struct sockaddr *addr)
 {
     for (unsigned i = 0; i < a->n_relay; i++)

@@ -72,6 +72,22 @@ int reserve_put(struct reserve *r, int fd, const struct sockaddr *addr, uint8_t 
     return rc;
 }
 
+unsigned reserve_reap(struct reserve *r)
+{
+    unsigned held = 0;
+    time_t now = (time_t)(clock_mono_ms() / 1000u);
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < RESERVE_MAX; i++) {
+        if (r->e[i].used && r->e[i].expires <= now) {
+            close(r->e[i].fd);
+            r->e[i].used = false;
+        }
+        held += r->e[i].used;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return held;
+}
+
 int reserve_take(struct reserve *r, const uint8_t token[8], struct sockaddr_storage *addr)
 {
     int fd = -1;

@@ -19,6 +19,9 @@ struct reserve *reserve_new(void);
 void reserve_free(struct reserve *r);
 /* Hold fd (bound to addr) and write its token. 0, or -1 if full (fd closed). */
 int reserve_put(struct reserve *r, int fd, const struct sockaddr *addr, uint8_t token[8]);
+/* Close the sockets of expired reservations, so their ports are free again
+ * (once a second, from the main thread); returns how many are held still. */
+unsigned reserve_reap(struct reserve *r);
 /* Claim a token: the socket and its address, or -1 if unknown or expired. */
 int reserve_take(struct reserve *r, const uint8_t token[8], struct sockaddr_storage *addr);
 

@@ -136,10 +136,10 @@ static struct dtls_session **session_slot(struct dtls_ep *ep, const struct socka
     return pp;
 }
 
-static void session_free(struct dtls_session *s)
+static void session_end(struct dtls_session *s, const char *why)
 {
     struct transport *t = s->ep->t;
-    turn_session_end(&s->ts, "DTLS session closed");
+    turn_session_end(&s->ts, why);
     struct dtls_session **pp = session_slot(s->ep, &s->peer.id.peer);
     if (*pp == s)
         *pp = s->next;
@@ -149,6 +149,11 @@ static void session_free(struct dtls_session *s)
     t->n_dtls_sessions--;
     stats_sub(&t->env.stats->sessions[STATS_DTLS], 1);
     free(s);
+}
+
+static void session_free(struct dtls_session *s)
+{
+    session_end(s, "DTLS session closed");
 }
 
 /* Arm the one timer of a session: DTLS retransmission or its deadline. */
@@ -199,7 +204,13 @@ static int dtls_client_send(void *conn, const struct sockaddr *client, const str
     return SSL_write(s->ssl, buf, (int)len) > 0 ? 0 : -1;
 }
 
-static const struct client_ops dtls_client_ops = { .send = dtls_client_send };
+static void dtls_client_close(void *conn, const char *why)
+{
+    session_end(conn, why);
+}
+
+static const struct client_ops dtls_client_ops = { .send = dtls_client_send,
+                                                    .close = dtls_client_close };
 
 /* The endpoint's listening SSL, made when first needed. */
 static SSL *ep_listener(struct dtls_ep *ep)
@@ -265,7 +276,7 @@ static struct dtls_session *session_adopt(struct dtls_ep *ep)
     s->env.local = ep->addr;
     s->env.stats = t->env.stats;
     turn_session_init(&s->ts, t->env.turn, &dtls_client_ops, s,
-                      (const struct sockaddr *)&s->env.local, true);
+                      (const struct sockaddr *)&s->env.local, true, STATS_DTLS);
     s->deadline_ms = clock_mono_ms() + (uint64_t)cf->handshake_timeout * 1000u;
     struct dtls_session **pp = session_slot(ep, &s->peer.id.peer);
     s->next = *pp;

@@ -62,12 +62,12 @@ struct stream_conn {
     uint8_t out[2048];
 };
 
-static void conn_free(struct stream_conn *c)
+static void conn_end(struct stream_conn *c, const char *why)
 {
     struct transport *t = c->t;
     /* RFC 8656 section 3.1: the allocation ends with its connection, and
      * nothing it asked Redis for can answer it any more. */
-    turn_session_end(&c->ts, "connection closed");
+    turn_session_end(&c->ts, why);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -80,6 +80,11 @@ static void conn_free(struct stream_conn *c)
         event_free(c->handshake);
     bufferevent_free(c->bev);
     free(c);
+}
+
+static void conn_free(struct stream_conn *c)
+{
+    conn_end(c, "connection closed");
 }
 
 static void conn_set_timeout(struct stream_conn *c, unsigned seconds)
@@ -177,7 +182,13 @@ static int stream_client_send(void *conn, const struct sockaddr *client, const s
     return 0;
 }
 
-static const struct client_ops stream_client_ops = { .send = stream_client_send };
+static void stream_client_close(void *conn, const char *why)
+{
+    conn_end(conn, why);
+}
+
+static const struct client_ops stream_client_ops = { .send = stream_client_send,
+                                                      .close = stream_client_close };
 
 static void conn_on_handshake_deadline(evutil_socket_t fd, short what, void *arg)
 {
@@ -218,7 +229,7 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
     c->env.stream = true;
     c->env.stats = t->env.stats;
     turn_session_init(&c->ts, t->env.turn, &stream_client_ops, c,
-                      (const struct sockaddr *)&c->env.local, true);
+                      (const struct sockaddr *)&c->env.local, true, sl->tls ? STATS_TLS : STATS_TCP);
     socklen_t ll = sizeof c->env.local;
     if (getsockname(fd, (struct sockaddr *)&c->env.local, &ll) < 0)
         c->env.local = sl->addr;

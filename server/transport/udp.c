@@ -302,7 +302,7 @@ int udp_listen(struct transport *t, const struct sockaddr_storage *addrs, size_t
         s->env.local = addrs[i];
         s->env.stats = t->env.stats;
         turn_session_init(&s->ts, t->env.turn, &udp_client_ops, s,
-                          (const struct sockaddr *)&s->env.local, false);
+                          (const struct sockaddr *)&s->env.local, false, STATS_UDP);
         const struct sockaddr *sa = (const struct sockaddr *)&addrs[i];
         s->wildcard = net_addr_is_any(sa);
         s->fd = net_socket_bind(sa, SOCK_DGRAM);

@@ -87,7 +87,8 @@ void turn_refresh_host(struct turn *t)
 }
 
 void turn_session_init(struct turn_session *s, struct turn *svc, const struct client_ops *ops,
-                       void *conn, const struct sockaddr *local, bool one_alloc)
+                       void *conn, const struct sockaddr *local, bool one_alloc,
+                       unsigned transport)
 {
     memset(s, 0, sizeof *s);
     s->svc = svc;
@@ -95,6 +96,7 @@ void turn_session_init(struct turn_session *s, struct turn *svc, const struct cl
     s->conn = conn;
     s->local = local;
     s->one_alloc = one_alloc;
+    s->transport = (uint8_t)transport;
 }
 
 void turn_session_end(struct turn_session *s, const char *why)

@@ -58,6 +58,7 @@ struct turn_session {
     void *conn;
     const struct sockaddr *local; /* the server address the client reached */
     bool one_alloc;   /* connection-oriented: at most one allocation (alloc) */
+    uint8_t transport; /* enum stats_transport, for logs and ternctl */
     struct alloc *alloc;           /* that allocation, or NULL */
     struct turn_park *parked;      /* this session's parked requests */
 };
@@ -82,6 +83,7 @@ struct turn_env {
     struct reserve *resv;
     struct cluster *cluster;
     struct rate_sources *rate_sources; /* per-source unauthenticated limits, process-wide */
+    const _Atomic bool *draining;      /* the node is being drained: no new allocations */
 };
 
 /* The worker's service (NULL on out-of-memory) and its relay-table hook:
@@ -102,7 +104,8 @@ void turn_set_cluster(struct turn *t, struct cluster *c);
 void turn_refresh_host(struct turn *t);
 
 void turn_session_init(struct turn_session *s, struct turn *svc, const struct client_ops *ops,
-                       void *conn, const struct sockaddr *local, bool one_alloc);
+                       void *conn, const struct sockaddr *local, bool one_alloc,
+                       unsigned transport);
 /* The session is going away: its parked requests are cancelled (never
  * answered) and its allocation ends (RFC 8656 section 3.1). */
 void turn_session_end(struct turn_session *s, const char *why);

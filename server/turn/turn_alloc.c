@@ -10,6 +10,7 @@
  * (cluster_quota_release).
  */
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -295,11 +296,16 @@ enum turn_verdict turn_allocate(struct turn_session *s, const struct stun_msg *m
         *len = turn_reply_error(t, m, code, au, out, cap);
         return *len ? TURN_ANSWER : TURN_DROP;
     }
-    /* Overloaded: send the client elsewhere (RFC 8489 section 10), signed
-     * like any answer to an authenticated request. */
-    if (c->n_alternate_servers && c->alternate_threshold &&
-        quota_total(t->env.quota) >= c->alternate_threshold) {
+    /* Overloaded or draining: send the client elsewhere (RFC 8489 section
+     * 10), signed like any answer to an authenticated request. */
+    bool draining = t->env.draining && atomic_load(t->env.draining);
+    if (c->n_alternate_servers &&
+        (draining || (c->alternate_threshold && quota_total(t->env.quota) >= c->alternate_threshold))) {
         *len = reply_alternate(t, m, au, out, cap);
+        return *len ? TURN_ANSWER : TURN_DROP;
+    }
+    if (draining) {
+        *len = turn_reply_error(t, m, 508, au, out, cap);
         return *len ? TURN_ANSWER : TURN_DROP;
     }
     /* The user quota across nodes is asked of Redis first; without Redis

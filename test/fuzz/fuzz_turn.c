@@ -244,8 +244,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* two sessions: one like a UDP socket (allocations by 5-tuple), one
      * like a TCP/TLS/DTLS connection (one allocation) */
     struct turn_session s[2];
-    turn_session_init(&s[0], g.h.turn, &ops, &s[0], (struct sockaddr *)&g.local, false);
-    turn_session_init(&s[1], g.h.turn, &ops, &s[1], (struct sockaddr *)&g.local, true);
+    turn_session_init(&s[0], g.h.turn, &ops, &s[0], (struct sockaddr *)&g.local, false, 0);
+    turn_session_init(&s[1], g.h.turn, &ops, &s[1], (struct sockaddr *)&g.local, true, 1);
     struct sockaddr_in client = { .sin_family = AF_INET, .sin_port = htons(50000) };
     client.sin_addr.s_addr = htonl(0x7F000002u);
     unsigned cur = 0, steps = 0;
@@ -280,7 +280,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         default:
             turn_session_end(&s[cur], "fuzz");
             turn_session_init(&s[cur], g.h.turn, &ops, &s[cur], (struct sockaddr *)&g.local,
-                              cur == 1);
+                              cur == 1, cur);
             break;
         }
     }

@@ -107,7 +107,7 @@ static struct fx *fx_new(unsigned min_port, unsigned max_port, const char *limit
     f->local.sin_port = htons(3478);
     f->client.sin_port = htons(50000);
     /* a connection-oriented session, as TCP/TLS/DTLS make */
-    turn_session_init(&f->s, f->turn, &capture_ops, f, (struct sockaddr *)&f->local, true);
+    turn_session_init(&f->s, f->turn, &capture_ops, f, (struct sockaddr *)&f->local, true, 1);
     return f;
 }
 
@@ -406,7 +406,7 @@ static void test_437_441_486(void **state)
     assert_int_equal(fx_code(f, &other), 441); /* not its owner */
     /* alice's quota of 1 is used: a second connection of hers gets 486 */
     struct turn_session s2;
-    turn_session_init(&s2, f->turn, &capture_ops, f, (struct sockaddr *)&f->local, true);
+    turn_session_init(&s2, f->turn, &capture_ops, f, (struct sockaddr *)&f->local, true, 1);
     struct turn_session keep = f->s;
     f->s = s2;
     struct req second = req_new(STUN_ALLOCATE, "alice", "secret");

@@ -1,0 +1,41 @@
+/*
+ * control_int.h - what control.c (the socket and the protocol) and
+ * control_cmd.c (the requests) share. Not for use elsewhere.
+ */
+#ifndef TERN_SERVER_CONTROL_INT_H
+#define TERN_SERVER_CONTROL_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "server/control.h"
+
+struct evbuffer;
+struct server;
+
+#define CONTROL_MAX_ARGS 16
+
+/*
+ * One request. Owned by control.c from the moment its arguments are in
+ * until it is answered (control_answer); a request that waits for the
+ * workers keeps living if its client leaves (it then answers nobody).
+ */
+struct control_req {
+    struct server *srv;
+    struct control_conn *conn; /* NULL once the client has gone */
+    bool json;
+    int argc;                  /* without --json */
+    char *argv[CONTROL_MAX_ARGS];
+    char buf[CONTROL_MAX_REQUEST];
+};
+
+/* The answer to req: ok or not, and the body (text or JSON, as asked).
+ * Frees req. */
+void control_answer(struct control_req *req, bool ok, struct evbuffer *body);
+/* The same with a body of one line. */
+void control_answer_line(struct control_req *req, bool ok, const char *line);
+
+/* control_cmd.c: run the request; it answers now or later. */
+void control_cmd_run(struct control_req *req);
+
+#endif
