@@ -23,7 +23,6 @@
 #include <unistd.h>
 
 #include "server/control_int.h"
-#include "server/core/json.h"
 #include "server/core/log.h"
 #include "server/server.h"
 
@@ -66,7 +65,7 @@ static void conn_on_flushed(struct bufferevent *bev, void *arg)
     conn_free(arg);
 }
 
-void control_answer(struct control_req *req, bool ok, struct evbuffer *body)
+static void control_answer(struct control_req *req, bool ok, struct evbuffer *body)
 {
     struct control_conn *c = req->conn;
     if (c) {
@@ -82,21 +81,6 @@ void control_answer(struct control_req *req, bool ok, struct evbuffer *body)
             conn_free(c);
     }
     free(req);
-}
-
-void control_answer_line(struct control_req *req, bool ok, const char *line)
-{
-    struct evbuffer *b = evbuffer_new();
-    if (b && req->json && !ok) {
-        char q[2 * CONTROL_MAX_REQUEST];
-        json_quote(line, strlen(line), q, sizeof q);
-        evbuffer_add_printf(b, "{\"error\": %s}\n", q);
-    } else if (b) {
-        evbuffer_add_printf(b, "%s\n", line);
-    }
-    control_answer(req, ok, b);
-    if (b)
-        evbuffer_free(b);
 }
 
 /* The arguments, once "\0\0" (an empty argument) has arrived: 1 done, 0
@@ -140,6 +124,7 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
         return;
     }
     req->srv = c->ctl->srv;
+    req->answer = control_answer;
     req->conn = c;
     int rc = conn_parse(c, req);
     if (rc == 0) {

@@ -24,6 +24,21 @@
 
 static const char *const transport_names[STATS_N_TRANSPORTS] = { "udp", "tcp", "tls", "dtls" };
 
+void control_answer_line(struct control_req *req, bool ok, const char *line)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b && req->json && !ok) {
+        char q[2 * CONTROL_MAX_REQUEST];
+        json_quote(line, strlen(line), q, sizeof q);
+        evbuffer_add_printf(b, "{\"error\": %s}\n", q);
+    } else if (b) {
+        evbuffer_add_printf(b, "%s\n", line);
+    }
+    req->answer(req, ok, b);
+    if (b)
+        evbuffer_free(b);
+}
+
 /* --- status -------------------------------------------------------------- */
 
 static void cmd_status(struct control_req *req)
@@ -84,7 +99,7 @@ static void cmd_status(struct control_req *req)
             evbuffer_add_printf(b, ", round trip %.3f ms", rtt_us / 1000.0);
         evbuffer_add_printf(b, "\ndraining     %s\n", draining ? "yes" : "no");
     }
-    control_answer(req, true, b);
+    req->answer(req, true, b);
     evbuffer_free(b);
 }
 
@@ -225,7 +240,7 @@ static void sessions_done(void *arg)
     }
     if (b && req->json)
         evbuffer_add_printf(b, "\n]}\n");
-    control_answer(req, b != NULL, b);
+    req->answer(req, b != NULL, b);
     if (b)
         evbuffer_free(b);
     free(sw);

@@ -20,8 +20,15 @@ struct server;
  * until it is answered (control_answer); a request that waits for the
  * workers keeps living if its client leaves (it then answers nobody).
  */
+struct control_req;
+
+/* Writes the answer and frees req (control.c's, handed to control_cmd.c in
+ * the request, so that the requests never call back into the socket). */
+typedef void (*control_answer_fn)(struct control_req *req, bool ok, struct evbuffer *body);
+
 struct control_req {
     struct server *srv;
+    control_answer_fn answer;
     struct control_conn *conn; /* NULL once the client has gone */
     bool json;
     int argc;                  /* without --json */
@@ -29,13 +36,9 @@ struct control_req {
     char buf[CONTROL_MAX_REQUEST];
 };
 
-/* The answer to req: ok or not, and the body (text or JSON, as asked).
- * Frees req. */
-void control_answer(struct control_req *req, bool ok, struct evbuffer *body);
-/* The same with a body of one line. */
-void control_answer_line(struct control_req *req, bool ok, const char *line);
-
-/* control_cmd.c: run the request; it answers now or later. */
+/* control_cmd.c: run the request; it answers (req->answer) now or later. */
 void control_cmd_run(struct control_req *req);
+/* Answer with a body of one line (an error as {"error": ...} in JSON). */
+void control_answer_line(struct control_req *req, bool ok, const char *line);
 
 #endif
