@@ -134,6 +134,7 @@ int main(int argc, char **argv)
         return 0;
     }
     const struct conf *conf = &gen->conf;
+    log_set_json(conf->log_format == CONF_LOG_JSON);
     if (log_open((int)conf->log_level, conf->log_file, conf->log_syslog) < 0) {
         fprintf(stderr, "%s: cannot open log file: %s\n", conf->log_file, strerror(errno));
         gen_free(gen);

@@ -206,6 +206,7 @@ int reload_start(struct server *srv, reload_done_fn done, void *arg)
     srv->conf = c;
     tls_server_commit(&srv->tls, c);
     log_set_level((int)c->log_level);
+    log_set_json(c->log_format == CONF_LOG_JSON);
     if (log_set_file(c->log_file, c->log_syslog) < 0)
         append(r->msg, sizeof r->msg, "; log.file %s cannot be opened, logging on as before",
                c->log_file);

@@ -5,6 +5,8 @@
  */
 #include "server/core/log.h"
 
+#include "server/core/json.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -99,33 +101,125 @@ bool log_enabled(int level)
     return level <= log_level;
 }
 
-void log_msg(int level, const char *fmt, ...)
+static atomic_bool log_json;
+
+void log_set_json(bool json)
 {
-    if (level > log_level)
-        return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    if (log_syslog) {
-        static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
-        vsyslog(prio[level], fmt, ap);
-        va_end(ap);
-        return;
-    }
+    atomic_store(&log_json, json);
+}
+
+/* "2026-11-26T05:38:40.846Z" into buf; its length. */
+static int log_time(char *buf, size_t cap)
+{
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level]);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    return snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                    (int)(ts.tv_nsec / 1000000));
+}
+
+/* A line of n bytes (possibly cut) out with one write, newline added. */
+static void log_write(char *line, size_t n, size_t cap)
+{
+    if (n > cap - 2)
+        n = cap - 2;
+    line[n++] = '\n';
+    ssize_t w = write(atomic_load(&log_fd), line, n);
+    (void)w;
+}
+
+/* Append s to line at *n: as it is, or as a JSON string when json or when
+ * it holds a space, a quote or a control character. */
+static void log_put_str(char *line, size_t *n, size_t cap, const char *s, size_t len, bool json)
+{
+    bool plain = !json && len > 0;
+    for (size_t i = 0; plain && i < len; i++)
+        plain = (unsigned char)s[i] > ' ' && s[i] != '"' && s[i] != '\\' && s[i] != 0x7f;
+    if (*n >= cap)
+        return;
+    if (plain) {
+        size_t k = len < cap - *n ? len : cap - *n;
+        memcpy(line + *n, s, k);
+        *n += k;
+    } else {
+        *n += json_quote(s, len, line + *n, cap - *n);
+    }
+}
+
+static void log_put(char *line, size_t *n, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void log_put(char *line, size_t *n, size_t cap, const char *fmt, ...)
+{
+    if (*n >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + *n, cap - *n, fmt, ap);
+    va_end(ap);
+    if (m > 0)
+        *n = *n + (size_t)m < cap ? *n + (size_t)m : cap;
+}
+
+void log_event(int level, const char *event, const struct log_kv *kv, size_t nkv)
+{
+    if (level > atomic_load(&log_level))
+        return;
+    char line[4096], ts[64];
+    size_t n = 0;
+    bool json = atomic_load(&log_json);
+    log_time(ts, sizeof ts);
+    if (json)
+        log_put(line, &n, sizeof line, "{\"time\": \"%s\", \"level\": \"%s\", \"event\": \"%s\"",
+                ts, level_names[level], event);
+    else if (!atomic_load(&log_syslog))
+        log_put(line, &n, sizeof line, "%s %s %s", ts, level_names[level], event);
+    else
+        log_put(line, &n, sizeof line, "%s", event);
+    for (size_t i = 0; i < nkv; i++) {
+        log_put(line, &n, sizeof line, json ? ", \"%s\": " : " %s=", kv[i].key);
+        if (kv[i].s)
+            log_put_str(line, &n, sizeof line, kv[i].s, kv[i].len, json);
+        else
+            log_put(line, &n, sizeof line, "%llu", kv[i].n);
+    }
+    if (json)
+        log_put(line, &n, sizeof line, "}");
+    if (atomic_load(&log_syslog) && !json) {
+        static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+        syslog(prio[level], "%.*s", (int)n, line);
+        return;
+    }
+    log_write(line, n, sizeof line);
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+    if (level > atomic_load(&log_level))
+        return;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (m < 0)
         return;
-    size_t len = (size_t)n + ((size_t)m < sizeof line - (size_t)n - 1 ? (size_t)m
-                                                                      : sizeof line - (size_t)n - 2);
-    line[len++] = '\n';
-    ssize_t w = write(atomic_load(&log_fd), line, len);
-    (void)w;
+    size_t mlen = (size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1;
+    if (atomic_load(&log_json)) {
+        const struct log_kv kv[] = { LOG_STRN("msg", msg, mlen) };
+        log_event(level, "log", kv, 1);
+        return;
+    }
+    if (atomic_load(&log_syslog)) {
+        static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+        syslog(prio[level], "%s", msg);
+        return;
+    }
+    char line[2200], ts[64];
+    size_t n = 0;
+    log_time(ts, sizeof ts);
+    log_put(line, &n, sizeof line, "%s %s %.*s", ts, level_names[level], (int)mlen, msg);
+    log_write(line, n, sizeof line);
 }

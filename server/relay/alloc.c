@@ -238,10 +238,7 @@ void alloc_destroy(struct alloc *a, const char *why)
     for (unsigned i = 0; i < a->n_relay; i++)
         alloc_relay_close(&a->relay[i]);
     quota_release(t->env.quota, a->user, a->user_len);
-    char c[NET_ADDRSTRLEN];
-    log_info("allocation %u for %s (%.*s) deleted: %s; %llu bytes in, %llu bytes out", a->id,
-             net_addr_format((struct sockaddr *)&a->client, c, sizeof c), (int)a->user_len, a->user,
-             why, (unsigned long long)a->bytes_in, (unsigned long long)a->bytes_out);
+    /* the owner logs the end, with what only it knows (transport, realm) */
     if (t->env.on_death)
         t->env.on_death(t->env.death_arg, a, why);
     free(a->perms);

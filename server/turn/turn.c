@@ -7,11 +7,13 @@
  */
 #include "server/turn/turn.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "conf/conf.h"
+#include "server/core/clock.h"
 #include "server/core/log.h"
 #include "server/core/net.h"
 #include "server/core/stats.h"
@@ -127,10 +129,45 @@ void turn_alloc_report(struct alloc *a, bool total, struct cluster_alloc *out)
     a->rep_bytes_in = a->bytes_in;
 }
 
+void turn_log_session(const struct turn *t, const struct alloc *a, const char *why)
+{
+    static const char *const transports[] = { "udp", "tcp", "tls", "dtls" };
+    const struct turn_session *s = a->owner;
+    char id[24], client[NET_ADDRSTRLEN], relay[2 * NET_ADDRSTRLEN + 2];
+    snprintf(id, sizeof id, "%018llu", (unsigned long long)a->sid);
+    net_addr_format((const struct sockaddr *)&a->client, client, sizeof client);
+    net_addr_format((const struct sockaddr *)&a->relay[0].reported, relay, sizeof relay);
+    if (a->n_relay > 1) {
+        size_t n = strlen(relay);
+        relay[n++] = ',';
+        net_addr_format((const struct sockaddr *)&a->relay[1].reported, relay + n, sizeof relay - n);
+    }
+    const char *realm = t->env.conf->realm;
+    struct log_kv kv[12] = {
+        LOG_STR("id", id), LOG_STRN("user", a->user, a->user_len), LOG_STR("realm", realm),
+        LOG_STR("client", client), LOG_STR("transport", transports[s ? s->transport & 3 : 0]),
+        LOG_STR("relay", relay),
+    };
+    size_t n = 6;
+    if (!why) {
+        unsigned scale = t->env.conf->time_scale ? t->env.conf->time_scale : 1;
+        kv[n++] = LOG_NUM("lifetime_s", (a->expires - alloc_now(a)) / scale);
+        log_event(LOG_LVL_INFO, "session_start", kv, n);
+        return;
+    }
+    kv[n++] = LOG_NUM("duration_s", (clock_mono_ms() - a->created_ms) / 1000u);
+    kv[n++] = LOG_NUM("bytes_to_peer", a->bytes_out);
+    kv[n++] = LOG_NUM("packets_to_peer", a->pkts_out);
+    kv[n++] = LOG_NUM("bytes_to_client", a->bytes_in);
+    kv[n++] = LOG_NUM("packets_to_client", a->pkts_in);
+    kv[n++] = LOG_STR("reason", why);
+    log_event(LOG_LVL_INFO, "session_end", kv, n);
+}
+
 void turn_on_alloc_death(void *svc, struct alloc *a, const char *why)
 {
-    (void)why;
     struct turn *t = svc;
+    turn_log_session(t, a, why);
     struct turn_session *s = a->owner;
     if (s && s->alloc == a)
         s->alloc = NULL;

@@ -269,10 +269,7 @@ static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
         memcpy(v + 4, reason, rl);
         stun_enc_add(&e, STUN_ATTR_ADDRESS_ERROR_CODE, v, 4 + rl);
     }
-    char cs[NET_ADDRSTRLEN], rs[NET_ADDRSTRLEN];
-    log_info("allocation %u for %s (%.*s): relay %s, lifetime %u s", a->id,
-             net_addr_format(client, cs, sizeof cs), (int)au->user_len, au->user,
-             net_addr_format((struct sockaddr *)&a->relay[0].reported, rs, sizeof rs), lifetime);
+    turn_log_session(t, a, NULL);
     return turn_enc_finish(t, &e, m, au);
 }
 

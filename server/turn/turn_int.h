@@ -66,6 +66,9 @@ enum turn_verdict turn_request_authed(struct turn_session *s, const struct stun_
                                       uint8_t *out, size_t cap, size_t *len);
 /* The allocation of the session or its 5-tuple (turn.c). */
 struct alloc *turn_find_alloc(struct turn_session *s, const struct sockaddr *client);
+/* One line for the start (why NULL) or the end of an allocation: the
+ * session log of operators and their log shippers (turn.c). */
+void turn_log_session(const struct turn *t, const struct alloc *a, const char *why);
 /* The statistics view of an allocation, with the traffic since the last
  * report (which becomes this one) or in total. */
 void turn_alloc_report(struct alloc *a, bool total, struct cluster_alloc *out);
