@@ -21,9 +21,9 @@ SERVER_OBJ := $(SERVER_SRC:%.c=$(B)/%.o)
 UNIT_SRC   := $(wildcard test/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(B)/%)
 BENCH_SRC  := $(wildcard test/bench/ternbench.c test/bench/bench_*.c)
-TOOL_BIN   := $(B)/ternc $(B)/ternbench $(B)/ternecho
+TOOL_BIN   := $(B)/ternc $(B)/ternbench $(B)/ternecho $(B)/ternctl
 
-.PHONY: all run test asan tsan soak fuzz bench clean deps test-deps install uninstall
+.PHONY: all run test asan tsan soak fuzz bench clean deps test-deps install uninstall deb
 all: $(B)/ternd $(UNIT_BIN) $(TOOL_BIN)
 
 $(B)/%.o: %.c
@@ -43,6 +43,15 @@ $(B)/test_%: $(B)/test/unit/test_%.o $(LIB_OBJ) $(UNIT_EXTRA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(B)/ternc: $(B)/client/ternc.o $(B)/client/nat.o $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ternctl says the version ternd does: server/server.h's TERN_VERSION (that
+# header is the composition root's, so the string comes in as a -D).
+TERNCTL_VERSION := $(shell sed -n 's/^.define TERN_VERSION "\(.*\)"/\1/p' server/server.h)
+$(B)/client/ternctl.o: CFLAGS += -DTERN_VERSION='"$(TERNCTL_VERSION)"'
+$(B)/client/ternctl.o: server/server.h
+$(B)/ternctl: $(B)/client/ternctl.o $(B)/client/ternctl_creds.o $(B)/client/ternctl_redis.o \
+              $(B)/server/core/json.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/ternbench: $(BENCH_SRC:%.c=$(B)/%.o) $(LIB_OBJ)
@@ -97,19 +106,34 @@ bench: test-deps
 
 # Installation (GNU directory variables; DESTDIR honoured). The
 # configuration is installed only where none exists: an operator's edits
-# are never overwritten.
+# are never overwritten. The systemd unit names /usr/sbin, /usr/bin and
+# /etc/tern (the Debian package's paths): the installed copy names the
+# directories of this installation instead.
 PREFIX     ?= /usr/local
 prefix     ?= $(PREFIX)
 bindir     ?= $(prefix)/bin
 sbindir    ?= $(prefix)/sbin
 mandir     ?= $(prefix)/share/man
 sysconfdir ?= $(prefix)/etc
+systemdsystemunitdir ?= $(prefix)/lib/systemd/system
 INSTALL    ?= install
+# ternctl and its manual page, once they exist (client/ternctl.c, client/ternctl.8)
+TERNCTL    := $(if $(wildcard client/ternctl.c),$(B)/ternctl)
+TERNCTL_8  := $(wildcard client/ternctl.8)
 
-install: $(B)/ternd $(B)/ternc
+install: $(B)/ternd $(B)/ternc $(TERNCTL)
 	$(INSTALL) -D -m 0755 $(B)/ternd $(DESTDIR)$(sbindir)/ternd
 	$(INSTALL) -D -m 0755 $(B)/ternc $(DESTDIR)$(bindir)/ternc
+	$(if $(TERNCTL),$(INSTALL) -D -m 0755 $(TERNCTL) $(DESTDIR)$(bindir)/ternctl)
 	$(INSTALL) -D -m 0644 client/ternc.1 $(DESTDIR)$(mandir)/man1/ternc.1
+	$(INSTALL) -D -m 0644 conf/ternd.conf.5 $(DESTDIR)$(mandir)/man5/ternd.conf.5
+	$(INSTALL) -D -m 0644 scripts/ternd.8 $(DESTDIR)$(mandir)/man8/ternd.8
+	$(if $(TERNCTL_8),$(INSTALL) -D -m 0644 $(TERNCTL_8) $(DESTDIR)$(mandir)/man8/ternctl.8)
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(systemdsystemunitdir)
+	sed -e 's|/usr/sbin/ternd|$(sbindir)/ternd|g' -e 's|/usr/bin/ternctl|$(bindir)/ternctl|g' \
+	    -e 's|/etc/tern/|$(sysconfdir)/tern/|g' scripts/ternd.service \
+	    > $(DESTDIR)$(systemdsystemunitdir)/ternd.service
+	chmod 0644 $(DESTDIR)$(systemdsystemunitdir)/ternd.service
 	@if [ -e $(DESTDIR)$(sysconfdir)/tern/ternd.conf ]; then \
 	    echo "install: keeping $(DESTDIR)$(sysconfdir)/tern/ternd.conf"; \
 	else \
@@ -118,7 +142,28 @@ install: $(B)/ternd $(B)/ternc
 
 # Leaves the configuration, as a package manager would.
 uninstall:
-	rm -f $(DESTDIR)$(sbindir)/ternd $(DESTDIR)$(bindir)/ternc $(DESTDIR)$(mandir)/man1/ternc.1
+	rm -f $(DESTDIR)$(sbindir)/ternd $(DESTDIR)$(bindir)/ternc $(DESTDIR)$(bindir)/ternctl \
+	    $(DESTDIR)$(mandir)/man1/ternc.1 $(DESTDIR)$(mandir)/man5/ternd.conf.5 \
+	    $(DESTDIR)$(mandir)/man8/ternd.8 $(DESTDIR)$(mandir)/man8/ternctl.8 \
+	    $(DESTDIR)$(systemdsystemunitdir)/ternd.service
+
+# The Debian package (scripts/debian/, debhelper 13), built from a copy of
+# this tree (tests, build directories and .git left out) with
+# dpkg-buildpackage; the .deb lands in $(B)/deb/. Needs debhelper and the
+# build dependencies of scripts/debian/control (scripts/install-deps --test).
+VERSION := $(shell sed -n 's/^.define TERN_VERSION "\(.*\)"/\1/p' server/server.h)
+deb:
+	@v=$$(dpkg-parsechangelog -l scripts/debian/changelog -S Version) && \
+	case "$$v" in $(VERSION)-*) ;; \
+	*) echo "deb: scripts/debian/changelog is at $$v but ternd is $(VERSION): add an entry" >&2; exit 1;; esac
+	rm -rf $(B)/deb
+	mkdir -p $(B)/deb/tern-$(VERSION)
+	tar -cf - --exclude-vcs --exclude='./build*' --exclude=./$(B) --exclude=./test --exclude=./.ci \
+	    --exclude=./debian . | tar -xf - -C $(B)/deb/tern-$(VERSION)
+	cp -a scripts/debian $(B)/deb/tern-$(VERSION)/debian
+	cd $(B)/deb/tern-$(VERSION) && dpkg-buildpackage -b -us -uc -jauto
+	rm -rf $(B)/deb/tern-$(VERSION)
+	@ls $(B)/deb/*.deb
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

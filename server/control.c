@@ -142,8 +142,14 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 
 static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
-    (void)bev, (void)what;
-    conn_free(arg);
+    struct control_conn *c = arg;
+    /* A client that half-closed after its request (nc -N, socat) still
+     * reads the answer: keep the connection while the workers are at it. */
+    if ((what & BEV_EVENT_EOF) && c->req) {
+        bufferevent_disable(bev, EV_READ);
+        return;
+    }
+    conn_free(c);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,

@@ -378,8 +378,12 @@ static void cmd_loglevel(struct control_req *req)
     for (int i = 0; req->argc == 2 && i < 4; i++) {
         if (strcmp(req->argv[1], names[i]) != 0)
             continue;
-        log_set_level(i);
+        /* said under the louder of the two levels, so that it shows */
+        bool quieter = log_enabled(i);
+        if (!quieter)
+            log_set_level(i);
         log_info("log level now %s (ternctl)", names[i]);
+        log_set_level(i);
         char line[64];
         snprintf(line, sizeof line, req->json ? "{\"loglevel\": \"%s\"}" : "log level %s", names[i]);
         control_answer_line(req, true, line);
@@ -417,6 +421,14 @@ static void cmd_drain(struct control_req *req)
 void control_cmd_run(struct control_req *req)
 {
     const char *cmd = req->argv[0];
+    bool bare = strcmp(cmd, "status") == 0 || strcmp(cmd, "reload") == 0 ||
+                strcmp(cmd, "undrain") == 0;
+    if (bare && req->argc > 1) {
+        char line[128];
+        snprintf(line, sizeof line, "%s takes no argument ('%.40s')", cmd, req->argv[1]);
+        control_answer_line(req, false, line);
+        return;
+    }
     if (strcmp(cmd, "status") == 0) {
         cmd_status(req);
     } else if (strcmp(cmd, "sessions") == 0) {

@@ -71,9 +71,15 @@ static void on_all_alive(void *arg)
     notify_send("WATCHDOG=1");
 }
 
+/* Every WatchdogSec/2: a task through every worker, then WATCHDOG=1. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    tasks_post(arg, on_worker_alive, on_all_alive, NULL);
+}
+
 /* Once a second on the main thread: expired EVEN-PORT reservations give
- * their ports back; systemd hears the node's numbers and, when it watches,
- * that every worker is alive. */
+ * their ports back, and systemd hears the node's numbers. */
 static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -91,9 +97,6 @@ static void on_housekeeping(evutil_socket_t fd, short what, void *arg)
         notify_send("STATUS=%llu allocations, %llu sessions%s", drain_allocations(srv), sessions,
                     drain_active(srv) ? ", draining" : "");
     }
-    uint64_t every = notify_watchdog_usec() / 2000000u;
-    if (notify_watchdog_usec() && ticks % (every ? every : 1) == 0)
-        tasks_post(srv, on_worker_alive, on_all_alive, NULL);
 }
 
 int main(int argc, char **argv)
@@ -188,7 +191,7 @@ int main(int argc, char **argv)
     while (inited < srv.n_workers && worker_init(&srv.workers[inited], &srv, inited) == 0)
         inited++;
 
-    struct event *sigs[4] = { 0 }, *house = NULL;
+    struct event *sigs[4] = { 0 }, *house = NULL, *watchdog = NULL;
     /* Metrics and the control socket after the workers (they read them
      * all); a port in use stops the start like any other listener's. Then
      * the privileges go, before a worker reads its first packet. */
@@ -210,6 +213,14 @@ int main(int argc, char **argv)
         }
         struct timeval second = { .tv_sec = 1 };
         house = event_new(srv.base, -1, EV_PERSIST, on_housekeeping, &srv);
+        uint64_t half = notify_watchdog_usec() / 2;
+        if (half) {
+            struct timeval tv = { .tv_sec = (time_t)(half / 1000000u),
+                                  .tv_usec = (suseconds_t)(half % 1000000u) };
+            watchdog = event_new(srv.base, -1, EV_PERSIST, on_watchdog, &srv);
+            if (watchdog)
+                event_add(watchdog, &tv);
+        }
         if (started == srv.n_workers && house && event_add(house, &second) == 0) {
             srv.started_ms = clock_mono_ms();
             banner_print(conf, srv.n_workers);
@@ -225,6 +236,8 @@ int main(int argc, char **argv)
             event_free(sigs[i]);
     if (house)
         event_free(house);
+    if (watchdog)
+        event_free(watchdog);
     control_stop(&srv);
     metrics_stop(&srv); /* before its base and the workers it reads */
     drain_free(&srv);

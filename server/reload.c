@@ -167,6 +167,19 @@ int reload_start(struct server *srv, reload_done_fn done, void *arg)
                old->workers, c->workers);
         c->workers = old->workers;
     }
+    if (strcmp(c->run_user, old->run_user) != 0 || strcmp(c->run_group, old->run_group) != 0) {
+        append(r->msg, sizeof r->msg, "; user and group stay (restart to change)");
+        snprintf(c->run_user, sizeof c->run_user, "%s", old->run_user);
+        snprintf(c->run_group, sizeof c->run_group, "%s", old->run_group);
+    }
+    if (c->has_control != old->has_control || strcmp(c->control_path, old->control_path) != 0 ||
+        c->control_mode != old->control_mode) {
+        append(r->msg, sizeof r->msg, "; control stays %s (restart to change)",
+               old->has_control ? old->control_path : "off");
+        c->has_control = old->has_control;
+        snprintf(c->control_path, sizeof c->control_path, "%s", old->control_path);
+        c->control_mode = old->control_mode;
+    }
     if (c->time_scale != old->time_scale) {
         append(r->msg, sizeof r->msg,
                "; limits.time_scale stays %u (the file says %u: restart to change)",
