@@ -68,9 +68,12 @@ test-deps:
 	scripts/install-deps --test
 
 # Installs what is missing, builds, and runs ternd on the embedded default config.
+# The default configuration, with the control socket under $(B)/ so that
+# `$(B)/ternctl -s $(B)/ternd.sock status` works beside it.
 run: deps
-	$(MAKE) $(B)/ternd $(B)/ternc
-	$(B)/ternd -c conf/ternd.conf
+	$(MAKE) $(B)/ternd $(B)/ternc $(B)/ternctl
+	{ cat conf/ternd.conf; echo 'control = { path = "$(abspath $(B))/ternd.sock"; };'; } > $(B)/ternd-run.conf
+	$(B)/ternd -c $(B)/ternd-run.conf
 
 # The whole suite: unit, integration and interop; ends with "N passed, N failed".
 test: test-deps
