@@ -17,6 +17,7 @@
 #include "proto/stun.h"
 #include "server/core/clock.h"
 #include "server/core/core.h"
+#include "server/core/famine.h"
 #include "server/core/net.h"
 #include "server/core/stats.h"
 #include "server/relay/relay_int.h"
@@ -254,7 +255,7 @@ static int bind_port(const struct sockaddr *ip, unsigned port, struct sockaddr_i
 {
     memcpy(out, ip, net_addr_len(ip));
     net_addr_set_port((struct sockaddr *)out, port);
-    int fd = socket(ip->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = famine_socket(ip->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     if (ip->sa_family == AF_INET6) {

@@ -5,25 +5,14 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
-#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "server/core/famine.h"
 #include "server/core/log.h"
 
 #define REST_MS 100
 #define SHED_MAX 64 /* per wake-up, so one listener cannot hold the loop */
-
-static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
-static int spare_fd = -1;   /* the process's reserved slot, under spare_lock */
-static unsigned spare_users;
-
-static void spare_take(void)
-{
-    if (spare_fd < 0)
-        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
 
 static void guard_rest(struct accept_guard *g)
 {
@@ -45,15 +34,16 @@ static void guard_on_readable(evutil_socket_t lfd, short what, void *arg)
 {
     (void)what;
     struct accept_guard *g = arg;
-    pthread_mutex_lock(&spare_lock);
+    famine_lock();
     for (int i = 0; i < SHED_MAX; i++) {
         struct sockaddr_storage sa;
         socklen_t len = sizeof sa;
         int fd = accept4(lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             /* Descriptors are back: this connection is served. */
-            spare_take();
-            pthread_mutex_unlock(&spare_lock);
+            famine_spare_take();
+            famine_set(false);
+            famine_unlock();
             log_info("%s: descriptors available again; %u connections were refused meanwhile",
                      g->name, g->shed);
             g->starved = false;
@@ -70,23 +60,21 @@ static void guard_on_readable(evutil_socket_t lfd, short what, void *arg)
             continue;
         if (errno != EMFILE && errno != ENFILE)
             break; /* EAGAIN: the backlog is empty */
-        spare_take();
-        if (spare_fd < 0) {
+        if (famine_spare_take() < 0) {
             guard_rest(g);
             break;
         }
-        close(spare_fd);
-        spare_fd = -1;
+        famine_spare_drop();
         fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0) {
             refuse(fd);
             g->shed++;
         }
-        spare_take();
+        famine_spare_take();
         if (fd < 0)
             break;
     }
-    pthread_mutex_unlock(&spare_lock);
+    famine_unlock();
 }
 
 static void on_rest_over(evutil_socket_t fd, short what, void *arg)
@@ -107,11 +95,9 @@ int accept_guard_init(struct accept_guard *g, struct event_base *base, struct ev
     g->shed = 0;
     g->shed_ev = event_new(base, evconnlistener_get_fd(l), EV_READ | EV_PERSIST, guard_on_readable, g);
     g->rest = evtimer_new(base, on_rest_over, g);
-    pthread_mutex_lock(&spare_lock);
-    spare_take();
-    spare_users++;
-    bool ok = spare_fd >= 0;
-    pthread_mutex_unlock(&spare_lock);
+    famine_lock();
+    bool ok = famine_spare_take() == 0;
+    famine_unlock();
     return g->shed_ev && g->rest && ok ? 0 : -1;
 }
 
@@ -122,12 +108,6 @@ void accept_guard_free(struct accept_guard *g)
     if (g->rest)
         event_free(g->rest);
     g->shed_ev = g->rest = NULL;
-    pthread_mutex_lock(&spare_lock);
-    if (--spare_users == 0 && spare_fd >= 0) {
-        close(spare_fd);
-        spare_fd = -1;
-    }
-    pthread_mutex_unlock(&spare_lock);
 }
 
 bool accept_guard_on_error(struct accept_guard *g, int err)
@@ -140,7 +120,8 @@ bool accept_guard_on_error(struct accept_guard *g, int err)
         log_warn("%s: out of descriptors (%s); new connections are refused at once", g->name,
                  err == EMFILE ? "RLIMIT_NOFILE" : "system-wide limit");
     g->starved = true;
-    /* From now on this listener accepts by itself, under the spare's lock. */
+    famine_set(true);
+    /* From now on this listener accepts by itself, under the famine lock. */
     evconnlistener_disable(g->l);
     event_add(g->shed_ev, NULL);
     return true;
