@@ -16,16 +16,19 @@
 
 #include "server/core/net.h"
 
+/* A relay socket held for the allocation that will present its token. */
+struct reserve_entry {
+    bool used;
+    uint8_t token[8];
+    int fd; /* owned while used */
+    struct sockaddr_storage addr;
+    time_t expires;
+};
+
 /* Owns the held sockets. */
 struct reserve {
     pthread_mutex_t lock;
-    struct {
-        bool used;
-        uint8_t token[8];
-        int fd;
-        struct sockaddr_storage addr;
-        time_t expires;
-    } e[RESERVE_MAX];
+    struct reserve_entry e[RESERVE_MAX];
 };
 
 struct reserve *reserve_new(void)
@@ -47,16 +50,22 @@ void reserve_free(struct reserve *r)
     free(r);
 }
 
+/* Closes a held socket whose token nobody came for in time; caller holds lock. */
+static void reserve_expire_entry(struct reserve_entry *e, time_t now)
+{
+    if (e->used && e->expires <= now) {
+        close(e->fd);
+        e->used = false;
+    }
+}
+
 int reserve_put(struct reserve *r, int fd, const struct sockaddr *addr, uint8_t token[8])
 {
     int rc = -1;
     time_t now = (time_t)(clock_mono_ms() / 1000u);
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < RESERVE_MAX; i++) {
-        if (r->e[i].used && r->e[i].expires <= now) {
-            close(r->e[i].fd);
-            r->e[i].used = false;
-        }
+        reserve_expire_entry(&r->e[i], now);
         if (!r->e[i].used && rc < 0 && RAND_bytes(token, 8) == 1) {
             r->e[i].used = true;
             memcpy(r->e[i].token, token, 8);
@@ -78,10 +87,7 @@ unsigned reserve_reap(struct reserve *r)
     time_t now = (time_t)(clock_mono_ms() / 1000u);
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < RESERVE_MAX; i++) {
-        if (r->e[i].used && r->e[i].expires <= now) {
-            close(r->e[i].fd);
-            r->e[i].used = false;
-        }
+        reserve_expire_entry(&r->e[i], now);
         held += r->e[i].used;
     }
     pthread_mutex_unlock(&r->lock);
