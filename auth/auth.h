@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "auth/oauth.h"
 #include "conf/conf.h"
 
 #define AUTH_MD5_KEY_LEN 16
@@ -101,7 +102,9 @@ struct auth_store {
     size_t n_secrets;
 };
 
+/* The default realm's store (auth_store_init), or one realm's. */
 int auth_store_init(struct auth_store *s, const struct conf *c);
+int auth_store_init_realm(struct auth_store *s, const struct conf_realm_view *realm);
 void auth_store_free(struct auth_store *s);
 const struct auth_user *auth_store_find(const struct auth_store *s, const char *user, size_t len);
 const struct auth_user *auth_store_find_userhash(const struct auth_store *s, const uint8_t hash[32]);
@@ -116,5 +119,27 @@ const struct auth_user *auth_store_find_userhash(const struct auth_store *s, con
  */
 int auth_store_keys(const struct auth_store *s, const char *user, size_t len, enum auth_alg alg,
                     uint64_t now, uint8_t keys[][32], size_t max_keys);
+
+/*
+ * The stores of every realm of a configuration, by realm index (0 the
+ * default realm, then realms[] in order: conf_realm_get), and the RFC 7635
+ * keys (oauth.keys). Owns store[] and oauth[]; read-only after init like
+ * the stores themselves.
+ */
+struct auth_realms {
+    struct auth_store *store;
+    size_t n;
+    struct oauth_key *oauth;
+    size_t n_oauth;
+};
+
+int auth_realms_init(struct auth_realms *a, const struct conf *c);
+void auth_realms_free(struct auth_realms *a);
+/* The store of realm index realm; NULL for a realm the configuration does
+ * not have (one that only Redis knows). */
+const struct auth_store *auth_realms_store(const struct auth_realms *a, size_t realm);
+/* The configured AS-RS key of kid, or NULL. */
+const struct oauth_key *auth_realms_oauth(const struct auth_realms *a, const char *kid,
+                                          size_t len);
 
 #endif

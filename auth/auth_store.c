@@ -77,9 +77,16 @@ static int auth_user_init(struct auth_user *u, const struct conf_user *cu, const
 
 int auth_store_init(struct auth_store *s, const struct conf *c)
 {
+    struct conf_realm_view v;
+    conf_realm_get(c, 0, &v);
+    return auth_store_init_realm(s, &v);
+}
+
+int auth_store_init_realm(struct auth_store *s, const struct conf_realm_view *c)
+{
     memset(s, 0, sizeof(*s));
-    size_t realm_len = strnlen(c->realm, CONF_STR - 1);
-    memcpy(s->realm, c->realm, realm_len);
+    size_t realm_len = strnlen(c->name, CONF_STR - 1);
+    memcpy(s->realm, c->name, realm_len);
     s->realm[realm_len] = '\0';
     for (size_t i = 0; i < c->n_secrets && i < CONF_MAX_SECRETS; i++) {
         size_t n = strnlen(c->secrets[i], CONF_STR - 1);
@@ -200,4 +207,66 @@ int auth_store_keys(const struct auth_store *s, const char *user, size_t len, en
             n++;
     }
     return n > 0 ? n : AUTH_ERR_UNKNOWN;
+}
+
+int auth_realms_init(struct auth_realms *a, const struct conf *c)
+{
+    a->n = conf_realm_count(c);
+    a->store = calloc(a->n, sizeof(*a->store));
+    if (!a->store) {
+        a->n = 0;
+        return AUTH_ERR_INVALID;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        struct conf_realm_view v;
+        conf_realm_get(c, i, &v);
+        int r = auth_store_init_realm(&a->store[i], &v);
+        if (r < 0) {
+            a->n = i;
+            auth_realms_free(a);
+            return r;
+        }
+    }
+    if (c->n_oauth_keys && !(a->oauth = calloc(c->n_oauth_keys, sizeof(*a->oauth)))) {
+        auth_realms_free(a);
+        return AUTH_ERR_INVALID;
+    }
+    for (size_t i = 0; i < c->n_oauth_keys; i++) {
+        const struct conf_oauth_key *k = &c->oauth_keys[i];
+        if (oauth_key_init(&a->oauth[i], k->kid, k->key, k->alg, k->timestamp, k->lifetime,
+                           k->realm) < 0) {
+            auth_realms_free(a);
+            return AUTH_ERR_INVALID;
+        }
+        a->n_oauth = i + 1;
+    }
+    return 0;
+}
+
+const struct oauth_key *auth_realms_oauth(const struct auth_realms *a, const char *kid,
+                                          size_t len)
+{
+    for (size_t i = 0; i < a->n_oauth; i++)
+        if (strlen(a->oauth[i].kid) == len && memcmp(a->oauth[i].kid, kid, len) == 0)
+            return &a->oauth[i];
+    return NULL;
+}
+
+void auth_realms_free(struct auth_realms *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        auth_store_free(&a->store[i]);
+    free(a->store);
+    a->store = NULL;
+    a->n = 0;
+    if (a->oauth)
+        OPENSSL_cleanse(a->oauth, a->n_oauth * sizeof(*a->oauth));
+    free(a->oauth);
+    a->oauth = NULL;
+    a->n_oauth = 0;
+}
+
+const struct auth_store *auth_realms_store(const struct auth_realms *a, size_t realm)
+{
+    return realm < a->n ? &a->store[realm] : NULL;
 }

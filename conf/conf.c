@@ -17,7 +17,7 @@
  */
 #include "conf/conf.h"
 
-#include "conf/conf_read.h"
+#include "conf/conf_int.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -29,7 +29,7 @@
 static int conf_load_listen(const struct conf_ctx *x, struct conf *c, const config_setting_t *root,
                             config_setting_t **where)
 {
-    static const char *const keys[] = {"proto", "ip", "port", NULL};
+    static const char *const keys[] = {"proto", "ip", "port", "realm", NULL};
     char path[CONF_STR];
     config_setting_t *l;
     if (conf_take_seq(x, root, "listen", CONF_MAX_LISTEN, &l) < 0)
@@ -68,7 +68,8 @@ static int conf_load_listen(const struct conf_ctx *x, struct conf *c, const conf
 
         /* The standard ports make ip/port optional in the common case. */
         unsigned def_port = (li->proto == CONF_TLS || li->proto == CONF_DTLS) ? 5349 : 3478;
-        if (conf_get_endpoint(x, e, "0.0.0.0", def_port, &li->addr) < 0)
+        if (conf_get_endpoint(x, e, "0.0.0.0", def_port, &li->addr) < 0 ||
+            conf_take_str(x, e, "realm", li->realm, sizeof(li->realm), true) < 0)
             return -1;
         where[c->n_listen++] = e;
         continue;
@@ -151,41 +152,6 @@ static int conf_load_servers(const struct conf_ctx *x, struct conf *c, const con
     return 0;
 }
 
-static int conf_load_user(const struct conf_ctx *x, const config_setting_t *e,
-                          struct conf_user *u)
-{
-    static const char *const keys[] = {"user", "password", "key", NULL};
-    char path[CONF_STR];
-    if (config_setting_type(e) != CONFIG_TYPE_GROUP)
-        return conf_fail(x, e, "'%s' must be a group { user = ...; password = ...; }",
-                         CONF_PATH(e, path));
-    if (conf_check_keys(x, e, keys) < 0)
-        return -1;
-
-    const config_setting_t *name = config_setting_get_member(e, "user");
-    const config_setting_t *pw = config_setting_get_member(e, "password");
-    const config_setting_t *key = config_setting_get_member(e, "key");
-    if (!name)
-        return conf_fail(x, e, "'%s' needs a 'user'", CONF_PATH(e, path));
-    if (conf_get_str(x, name, u->user, sizeof(u->user), true) < 0)
-        return -1;
-    if (pw && key)
-        return conf_fail(x, key, "'%s' has both 'password' and 'key'; give one",
-                         CONF_PATH(e, path));
-    if (!pw && !key)
-        return conf_fail(x, e, "'%s' needs a 'password' or a 'key'", CONF_PATH(e, path));
-    if (pw)
-        return conf_get_str(x, pw, u->password, sizeof(u->password), true);
-
-    char hex[CONF_STR];
-    if (conf_get_str(x, key, hex, sizeof(hex), true) < 0)
-        return -1;
-    if (conf_parse_hex_key(hex, u->key, &u->key_len) < 0)
-        return conf_fail(x, key, "'%s' must be 32 (MD5) or 64 (SHA-256) hex digits",
-                         CONF_PATH(key, path));
-    return 0;
-}
-
 static int conf_load_auth(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
 {
     static const char *const keys[] = {"users", "secrets", "redis", "nonce_lifetime", "cache_ttl",
@@ -196,33 +162,12 @@ static int conf_load_auth(const struct conf_ctx *x, struct conf *c, const config
     if (!g)
         return 0;
 
-    /* Users live on the heap: the count is only bounded by memory. */
-    if (conf_take_seq(x, g, "users", (size_t)INT_MAX, &l) < 0)
+    if (conf_take_seq(x, g, "users", (size_t)INT_MAX, &l) < 0 ||
+        (l && conf_get_users(x, l, &c->users, &c->n_users) < 0))
         return -1;
-    if (l && config_setting_length(l) > 0) {
-        size_t n = (size_t)config_setting_length(l);
-        c->users = calloc(n, sizeof(*c->users));
-        if (!c->users)
-            return conf_fail(x, l, "out of memory for %zu users", n);
-        for (size_t i = 0; i < n; i++) {
-            const config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
-            if (conf_load_user(x, e, &c->users[i]) < 0)
-                return -1;
-            c->n_users = i + 1;
-            for (size_t j = 0; j < i; j++)
-                if (strcmp(c->users[j].user, c->users[i].user) == 0)
-                    return conf_fail(x, e, "user '%s' is defined twice", c->users[i].user);
-        }
-    }
-
-    if (conf_take_seq(x, g, "secrets", CONF_MAX_SECRETS, &l) < 0)
+    if (conf_take_seq(x, g, "secrets", CONF_MAX_SECRETS, &l) < 0 ||
+        (l && conf_get_secrets(x, l, c->secrets, &c->n_secrets) < 0))
         return -1;
-    for (int i = 0; l && i < config_setting_length(l); i++) {
-        /* An empty secret would make every REST-style credential forgeable. */
-        if (conf_get_str(x, config_setting_get_elem(l, i), c->secrets[i], CONF_STR, true) < 0)
-            return -1;
-        c->n_secrets = (size_t)i + 1;
-    }
     if (conf_take_uint(x, g, "nonce_lifetime", 1, 86400, &c->nonce_lifetime) < 0 ||
         conf_take_uint(x, g, "cache_ttl", 1, 3600, &c->cache_ttl) < 0)
         return -1;
@@ -366,7 +311,7 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
     static const char *const keys[] = {"realm", "software", "workers", "listen", "alternate",
                                        "relay", "tls",      "auth",    "peers",  "limits",
                                        "metrics", "log",    "alternate_servers", "control",
-                                       "user", "group",
+                                       "user", "group", "realms", "oauth",
                                        "alternate_threshold", "alternate_domain", NULL};
     static const char *const tls_keys[] = {"cert", "key", NULL};
     static const char *const ep_keys[] = {"ip", "port", NULL};
@@ -429,17 +374,26 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
         c->has_metrics = true;
     }
 
-    if (conf_load_log(x, c, root) < 0 || conf_load_control(x, c, root) < 0)
+    if (conf_load_log(x, c, root) < 0 || conf_load_control(x, c, root) < 0 ||
+        conf_load_realms(x, c, root) < 0 || conf_load_oauth(x, c, root) < 0)
         return -1;
 
     /* Only the presence of the paths is checked: the server reports an
-     * unreadable certificate itself, with the OpenSSL reason. */
+     * unreadable certificate itself, with the OpenSSL reason. A listener
+     * of a realm with a certificate of its own needs no default one. */
     for (size_t i = 0; i < c->n_listen; i++) {
-        enum conf_proto p = c->listen[i].proto;
-        if ((p == CONF_TLS || p == CONF_DTLS) && (!c->tls_cert[0] || !c->tls_key[0]))
+        const struct conf_listen *li = &c->listen[i];
+        int r = li->realm[0] ? conf_realm_find(c, li->realm, strlen(li->realm)) : 0;
+        if (r < 0)
+            return conf_fail(x, config_setting_get_member(listen_at[i], "realm"),
+                             "'%s.realm' names no realm: \"%s\" is neither 'realm' nor in "
+                             "'realms'", CONF_PATH(listen_at[i], path), li->realm);
+        struct conf_realm_view v;
+        conf_realm_get(c, (size_t)r, &v);
+        if ((li->proto == CONF_TLS || li->proto == CONF_DTLS) && (!v.tls_cert[0] || !v.tls_key[0]))
             return conf_fail(x, listen_at[i],
                              "'%s' is %s but tls.cert and tls.key are not both set",
-                             CONF_PATH(listen_at[i], path), conf_proto_name(p));
+                             CONF_PATH(listen_at[i], path), conf_proto_name(li->proto));
     }
     return 0;
 }
@@ -480,6 +434,10 @@ void conf_free(struct conf *c)
     free(c->users);
     c->users = NULL;
     c->n_users = 0;
+    conf_realms_free(c);
+    free(c->oauth_keys);
+    c->oauth_keys = NULL;
+    c->n_oauth_keys = 0;
 }
 
 /* Shared tail of both loaders: cfg has been read (or failed to). */

@@ -20,6 +20,8 @@
 #define CONF_STR 256
 #define CONF_ERR_LEN 512
 #define CONF_MAX_REALM 52 /* longer: a challenge would break the amplification bound */
+#define CONF_MAX_REALMS 31 /* realms[] entries; with the default realm, 32 */
+#define CONF_MAX_NAMES 16  /* hosts and origins of one realm */
 
 enum conf_proto { CONF_UDP = 0, CONF_TCP = 1, CONF_TLS = 2, CONF_DTLS = 3 };
 
@@ -29,6 +31,7 @@ enum conf_log_format { CONF_LOG_TEXT = 0, CONF_LOG_JSON };
 struct conf_listen {
     enum conf_proto proto;
     struct sockaddr_storage addr; /* ip + port */
+    char realm[CONF_MAX_REALM + 1]; /* every request here is in this realm; "" none */
 };
 
 /* A static user: password (plain) or a precomputed key (hex in the file). */
@@ -45,8 +48,60 @@ struct conf_cidr {
 };
 
 /*
- * The whole configuration. Owns users (heap array of n_users, freed by
- * conf_free); everything else is inline.
+ * One entry of realms[]: a tenant with its own host names, origins,
+ * credentials, limits and certificate. What it leaves out it inherits from
+ * the top level (the default realm): has_* and the empty strings say so,
+ * and conf_realm_get resolves it. Owns users (heap, n_users) when
+ * has_users.
+ */
+struct conf_realm {
+    char name[CONF_MAX_REALM + 1];
+    char hosts[CONF_MAX_NAMES][CONF_STR]; /* TLS SNI host names, lower case */
+    size_t n_hosts;
+    char origins[CONF_MAX_NAMES][CONF_STR]; /* STUN ORIGIN values */
+    size_t n_origins;
+    bool has_users, has_secrets, has_user_quota, has_total_quota, has_max_bps;
+    struct conf_user *users;
+    size_t n_users;
+    char secrets[CONF_MAX_SECRETS][CONF_STR];
+    size_t n_secrets;
+    unsigned user_quota, total_quota;
+    uint64_t max_bps;
+    char tls_cert[PATH_MAX]; /* "" inherits tls.cert and tls.key */
+    char tls_key[PATH_MAX];
+};
+
+/* An RFC 7635 AS-RS key (oauth.keys), in coturn's representation. */
+struct conf_oauth_key {
+    char kid[128];
+    char key[CONF_STR];  /* base64 input keying material */
+    char alg[16];        /* "A256GCM" or "A128GCM" */
+    uint64_t timestamp;  /* unix seconds the key was issued */
+    unsigned lifetime;   /* seconds it lives from then; 0: no limit */
+    char realm[CONF_MAX_REALM + 1]; /* sessions with this kid land there; "" none */
+};
+
+/* A realm as it applies, inheritance resolved; pointers into the conf. */
+struct conf_realm_view {
+    const char *name;
+    const char (*hosts)[CONF_STR];
+    size_t n_hosts;
+    const char (*origins)[CONF_STR];
+    size_t n_origins;
+    const struct conf_user *users;
+    size_t n_users;
+    const char (*secrets)[CONF_STR];
+    size_t n_secrets;
+    unsigned user_quota, total_quota;
+    uint64_t max_bps;
+    const char *tls_cert, *tls_key; /* "" when no certificate at all */
+    bool own_tls;                   /* a certificate of its own (chosen by SNI) */
+};
+
+/*
+ * The whole configuration. Owns users (heap array of n_users), realms
+ * (n_realms) and oauth_keys (n_oauth_keys), freed by conf_free; everything
+ * else is inline.
  */
 struct conf {
     char realm[CONF_STR];
@@ -67,6 +122,15 @@ struct conf {
 
     char tls_cert[PATH_MAX];
     char tls_key[PATH_MAX];
+
+    struct conf_realm *realms; /* heap, n_realms; the default realm is not among them */
+    size_t n_realms;
+
+    /* RFC 7635 third-party authorization: on when oauth is set. */
+    bool has_oauth;
+    char oauth_server_name[CONF_STR]; /* THIRD-PARTY-AUTHORIZATION; "": the realm's name */
+    struct conf_oauth_key *oauth_keys; /* heap, n_oauth_keys */
+    size_t n_oauth_keys;
 
     struct conf_user *users;
     size_t n_users;
@@ -135,6 +199,17 @@ const char *conf_proto_name(enum conf_proto p);
 
 /* Parse "1.2.3.4" / "::1" (no port) into ss with the given port. 0 or -1. */
 int conf_parse_ip(const char *s, unsigned port, struct sockaddr_storage *ss);
+
+/* Realms: 0 is the default realm (the top-level realm, auth.users,
+ * auth.secrets, limits and tls), 1..n_realms the entries of realms[]. */
+size_t conf_realm_count(const struct conf *c);
+void conf_realm_get(const struct conf *c, size_t i, struct conf_realm_view *out);
+/* The index of the realm named name, or -1. */
+int conf_realm_find(const struct conf *c, const char *name, size_t len);
+/* The realm whose hosts include host (case-insensitive; SNI), or -1. */
+int conf_realm_by_host(const struct conf *c, const char *host);
+/* The realm whose origins include origin (exact), or -1. */
+int conf_realm_by_origin(const struct conf *c, const char *origin, size_t len);
 
 /* Added with conf_net.c (nothing above changed): */
 

@@ -11,6 +11,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Human-readable path of a setting: "listen[1].port", "auth.users[0]". */
@@ -187,4 +188,76 @@ int conf_get_endpoint(const struct conf_ctx *x, const config_setting_t *g,
     if (!def_ip)
         return conf_fail(x, g, "'%s' needs an 'ip'", CONF_PATH(g, path));
     return conf_parse_ip(def_ip, port, out);
+}
+
+int conf_get_user(const struct conf_ctx *x, const config_setting_t *e, struct conf_user *u)
+{
+    static const char *const keys[] = {"user", "password", "key", NULL};
+    char path[CONF_STR];
+    if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+        return conf_fail(x, e, "'%s' must be a group { user = ...; password = ...; }",
+                         CONF_PATH(e, path));
+    if (conf_check_keys(x, e, keys) < 0)
+        return -1;
+
+    const config_setting_t *name = config_setting_get_member(e, "user");
+    const config_setting_t *pw = config_setting_get_member(e, "password");
+    const config_setting_t *key = config_setting_get_member(e, "key");
+    if (!name)
+        return conf_fail(x, e, "'%s' needs a 'user'", CONF_PATH(e, path));
+    if (conf_get_str(x, name, u->user, sizeof(u->user), true) < 0)
+        return -1;
+    if (pw && key)
+        return conf_fail(x, key, "'%s' has both 'password' and 'key'; give one",
+                         CONF_PATH(e, path));
+    if (!pw && !key)
+        return conf_fail(x, e, "'%s' needs a 'password' or a 'key'", CONF_PATH(e, path));
+    if (pw)
+        return conf_get_str(x, pw, u->password, sizeof(u->password), true);
+
+    char hex[CONF_STR];
+    if (conf_get_str(x, key, hex, sizeof(hex), true) < 0)
+        return -1;
+    if (conf_parse_hex_key(hex, u->key, &u->key_len) < 0)
+        return conf_fail(x, key, "'%s' must be 32 (MD5) or 64 (SHA-256) hex digits",
+                         CONF_PATH(key, path));
+    return 0;
+}
+
+int conf_get_users(const struct conf_ctx *x, const config_setting_t *l, struct conf_user **out,
+                   size_t *n_out)
+{
+    /* Users live on the heap: the count is only bounded by memory. */
+    size_t n = (size_t)config_setting_length(l);
+    *out = NULL;
+    *n_out = 0;
+    if (n == 0)
+        return 0;
+    struct conf_user *users = calloc(n, sizeof(*users));
+    if (!users)
+        return conf_fail(x, l, "out of memory for %zu users", n);
+    *out = users;
+    for (size_t i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(l, (unsigned)i);
+        if (conf_get_user(x, e, &users[i]) < 0)
+            return -1;
+        *n_out = i + 1;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(users[j].user, users[i].user) == 0)
+                return conf_fail(x, e, "user '%s' is defined twice", users[i].user);
+    }
+    return 0;
+}
+
+int conf_get_secrets(const struct conf_ctx *x, const config_setting_t *l,
+                     char secrets[][CONF_STR], size_t *n)
+{
+    *n = 0;
+    for (int i = 0; i < config_setting_length(l); i++) {
+        /* An empty secret would make every REST-style credential forgeable. */
+        if (conf_get_str(x, config_setting_get_elem(l, i), secrets[i], CONF_STR, true) < 0)
+            return -1;
+        *n = (size_t)i + 1;
+    }
+    return 0;
 }

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "conf/conf.h"
+
 struct conf_ctx {
     const char *name; /* path or caller-supplied name for messages */
     char *err;
@@ -59,5 +61,15 @@ int conf_get_ip(const struct conf_ctx *x, const config_setting_t *s, unsigned po
 /* A group { ip; port; }: def_ip NULL makes ip required. */
 int conf_get_endpoint(const struct conf_ctx *x, const config_setting_t *g, const char *def_ip,
                       unsigned def_port, struct sockaddr_storage *out);
+
+/* A user group { user; password | key; } into u. */
+int conf_get_user(const struct conf_ctx *x, const config_setting_t *e, struct conf_user *u);
+/* A list of users into a heap array (*out, owned by the caller even on
+ * failure) of *n entries; names must be unique. */
+int conf_get_users(const struct conf_ctx *x, const config_setting_t *l, struct conf_user **out,
+                   size_t *n);
+/* A list of at most CONF_MAX_SECRETS non-empty REST secrets. */
+int conf_get_secrets(const struct conf_ctx *x, const config_setting_t *l, char secrets[][CONF_STR],
+                     size_t *n);
 
 #endif

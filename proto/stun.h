@@ -97,6 +97,7 @@ enum stun_attr_type {
     STUN_ATTR_EVEN_PORT = 0x0018,
     STUN_ATTR_REQUESTED_TRANSPORT = 0x0019,
     STUN_ATTR_DONT_FRAGMENT = 0x001A,
+    STUN_ATTR_ACCESS_TOKEN = 0x001B, /* RFC 7635 */
     STUN_ATTR_MESSAGE_INTEGRITY_SHA256 = 0x001C,
     STUN_ATTR_PASSWORD_ALGORITHM = 0x001D,
     STUN_ATTR_USERHASH = 0x001E,
@@ -124,6 +125,7 @@ enum stun_attr_type {
     STUN_ATTR_OTHER_ADDRESS = 0x802C,   /* RFC 5780 */
     STUN_ATTR_ECN_CHECK = 0x802D,       /* RFC 6679 */
     STUN_ATTR_THIRD_PARTY_AUTHORIZATION = 0x802E, /* RFC 7635 */
+    STUN_ATTR_ORIGIN = 0x802F,                    /* draft-ietf-tram-stun-origin, as coturn */
     STUN_ATTR_MOBILITY_TICKET = 0x8030,           /* RFC 8016 */
 };
 

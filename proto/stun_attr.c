@@ -34,6 +34,7 @@ const char *stun_attr_name(uint16_t type)
     case STUN_ATTR_EVEN_PORT: return "EVEN-PORT";
     case STUN_ATTR_REQUESTED_TRANSPORT: return "REQUESTED-TRANSPORT";
     case STUN_ATTR_DONT_FRAGMENT: return "DONT-FRAGMENT";
+    case STUN_ATTR_ACCESS_TOKEN: return "ACCESS-TOKEN";
     case STUN_ATTR_MESSAGE_INTEGRITY_SHA256: return "MESSAGE-INTEGRITY-SHA256";
     case STUN_ATTR_PASSWORD_ALGORITHM: return "PASSWORD-ALGORITHM";
     case STUN_ATTR_USERHASH: return "USERHASH";
@@ -60,6 +61,7 @@ const char *stun_attr_name(uint16_t type)
     case STUN_ATTR_OTHER_ADDRESS: return "OTHER-ADDRESS";
     case STUN_ATTR_ECN_CHECK: return "ECN-CHECK";
     case STUN_ATTR_THIRD_PARTY_AUTHORIZATION: return "THIRD-PARTY-AUTHORIZATION";
+    case STUN_ATTR_ORIGIN: return "ORIGIN";
     case STUN_ATTR_MOBILITY_TICKET: return "MOBILITY-TICKET";
     }
     return "UNKNOWN";

@@ -51,7 +51,7 @@ static void cmd_status(struct control_req *req)
         const struct worker_stats *st = &srv->workers[i].stats;
         for (int t = 0; t < STATS_N_TRANSPORTS; t++)
             sessions[t] += stats_read(&st->sessions[t]);
-        allocs += stats_read(&st->allocations);
+        allocs += stats_read_realms(st->allocations);
         relay += stats_read(&st->relay_sockets);
         redis_up |= stats_read(&st->redis_up) != 0;
         uint64_t r = stats_read(&st->redis_rtt_us);
@@ -119,7 +119,7 @@ struct sweep {
     const char *user; /* filter, into req->buf; NULL: any */
     bool has_id;
     unsigned long long id;
-    bool realm_ok;    /* --realm matches this node's realm (or none given) */
+    const char *realm; /* filter, into req->buf; NULL: any */
     struct piece piece[];
 };
 
@@ -149,7 +149,8 @@ static void piece_printf(struct piece *pc, const char *fmt, ...)
 
 static bool sweep_matches(const struct sweep *sw, const struct alloc *a)
 {
-    if (!sw->realm_ok)
+    if (sw->realm && (a->realm_len != strlen(sw->realm) ||
+                      memcmp(a->realm_name, sw->realm, a->realm_len) != 0))
         return false;
     if (sw->has_id && a->sid != sw->id)
         return false;
@@ -170,11 +171,10 @@ static void describe(struct worker *w, struct sweep *sw, struct piece *pc, struc
     uint32_t now = alloc_now(a);
     unsigned scale = w->conf->time_scale ? w->conf->time_scale : 1;
     uint32_t left = a->expires > now ? (a->expires - now) / scale : 0;
-    const char *realm = w->conf->realm;
     if (sw->req->json) {
         char user[4 * 520], rq[2 * CONF_STR];
         json_quote(a->user, a->user_len, user, sizeof user);
-        json_quote(realm, strlen(realm), rq, sizeof rq);
+        json_quote(a->realm_name, a->realm_len, rq, sizeof rq);
         piece_printf(pc, "%s{\"id\": \"%018llu\", \"user\": %s, \"realm\": %s, \"client\": \"%s\", "
                          "\"transport\": \"%s\", \"relay\": [\"%s\"%s%s%s], \"age_s\": %llu, "
                          "\"lifetime_left_s\": %u, \"permissions\": %u, \"channels\": %u, "
@@ -316,13 +316,12 @@ static struct sweep *sweep_new(struct control_req *req, bool kill)
         return NULL;
     }
     sw->req = req;
-    sw->realm_ok = true;
     for (int i = 1; i < req->argc; i++) {
         const char *a = req->argv[i];
         if (strcmp(a, "--user") == 0 && i + 1 < req->argc) {
             sw->user = req->argv[++i];
         } else if (strcmp(a, "--realm") == 0 && !kill && i + 1 < req->argc) {
-            sw->realm_ok = strcmp(req->argv[++i], req->srv->conf->realm) == 0;
+            sw->realm = req->argv[++i];
         } else if (kill && !sw->has_id && a[0] >= '0' && a[0] <= '9') {
             char *end;
             sw->id = strtoull(a, &end, 10);

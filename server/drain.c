@@ -17,7 +17,7 @@ unsigned long long drain_allocations(const struct server *srv)
 {
     unsigned long long n = 0;
     for (int i = 0; i < srv->n_workers; i++)
-        n += stats_read(&srv->workers[i].stats.allocations);
+        n += stats_read_realms(srv->workers[i].stats.allocations);
     return n;
 }
 

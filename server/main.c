@@ -147,6 +147,7 @@ int main(int argc, char **argv)
     notify_init();
     static struct server srv;
     srv.conf_path = path;
+    gen_commit(gen, &srv.stats_realms);
     srv.gen = gen;
     srv.conf = conf;
     int rc = 1;

@@ -69,34 +69,65 @@ static const char *const drop_names[STATS_N_DROPS] = {
 };
 static const char *const dir_names[STATS_N_DIRS] = { "to_peer", "to_client" };
 
-/* A scrape's sum over every worker: plain numbers, read once each. */
+/* A scrape's sum over every worker: plain numbers, read once each. Per
+ * realm where the realm label is (stats.h: ids below n_realms). */
 struct metrics_totals {
-    uint64_t requests[STATS_N_METHODS][STATS_N_CODES];
-    uint64_t auth_failures;
-    uint64_t allocations_created;
+    unsigned n_realms;
+    const char *realm[STATS_MAX_REALMS]; /* label values, quoted for the exposition */
+    char realm_buf[STATS_MAX_REALMS][2 * 64 + 2];
+    uint64_t requests[STATS_MAX_REALMS][STATS_N_METHODS][STATS_N_CODES];
+    uint64_t auth_failures[STATS_MAX_REALMS];
+    uint64_t allocations_created[STATS_MAX_REALMS];
     uint64_t permissions_created;
     uint64_t channels_bound;
-    uint64_t bytes[STATS_N_DIRS];
-    uint64_t packets[STATS_N_DIRS];
+    uint64_t bytes[STATS_MAX_REALMS][STATS_N_DIRS];
+    uint64_t packets[STATS_MAX_REALMS][STATS_N_DIRS];
     uint64_t drops[STATS_N_DROPS];
 };
+
+/* A realm name as a label value: backslash, quote and newline escaped. */
+static void metrics_label(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *s && n + 3 < cap; s++) {
+        if (*s == '\\' || *s == '"' || *s == '\n')
+            out[n++] = '\\';
+        out[n++] = *s == '\n' ? 'n' : *s;
+    }
+    out[n] = 0;
+}
+
+/* Realm label values: id 0 is the default realm under its name of the day. */
+static void metrics_realm_names(const struct server *srv, struct metrics_totals *t)
+{
+    unsigned n = atomic_load_explicit(&((struct server *)srv)->stats_realms.n, memory_order_acquire);
+    t->n_realms = n ? n : 1;
+    for (unsigned r = 0; r < t->n_realms; r++) {
+        metrics_label(r ? srv->stats_realms.name[r] : srv->conf->realm, t->realm_buf[r],
+                      sizeof t->realm_buf[r]);
+        t->realm[r] = t->realm_buf[r];
+    }
+}
 
 static void metrics_sum_workers(const struct server *srv, struct metrics_totals *t)
 {
     memset(t, 0, sizeof *t);
+    metrics_realm_names(srv, t);
     for (int i = 0; i < srv->n_workers; i++) {
         const struct worker_stats *s = &srv->workers[i].stats;
-        for (int m = 0; m < STATS_N_METHODS; m++)
-            for (int c = 0; c < STATS_N_CODES; c++)
-                t->requests[m][c] += stats_read(&s->requests[m][c]);
-        t->auth_failures += stats_read(&s->auth_failures);
-        t->allocations_created += stats_read(&s->allocations_created);
+        for (unsigned r = 0; r < STATS_MAX_REALMS; r++) {
+            for (int m = 0; m < STATS_N_METHODS; m++)
+                for (int c = 0; c < STATS_N_CODES; c++)
+                    t->requests[r][m][c] += stats_read(&s->requests[r][m][c]);
+            t->auth_failures[r] += stats_read(&s->auth_failures[r]);
+            t->allocations_created[r] += stats_read(&s->allocations_created[r]);
+            for (int d = 0; d < STATS_N_DIRS; d++) {
+                t->bytes[r][d] += stats_read(&s->bytes[r][d]);
+                t->packets[r][d] += stats_read(&s->packets[r][d]);
+            }
+        }
         t->permissions_created += stats_read(&s->permissions_created);
         t->channels_bound += stats_read(&s->channels_bound);
-        for (int d = 0; d < STATS_N_DIRS; d++) {
-            t->bytes[d] += stats_read(&s->bytes[d]);
-            t->packets[d] += stats_read(&s->packets[d]);
-        }
         for (int r = 0; r < STATS_N_DROPS; r++)
             t->drops[r] += stats_read(&s->drops[r]);
     }
@@ -137,12 +168,16 @@ static void metrics_write_process(const struct metrics *m, struct evbuffer *b)
 
 /* Gauges: one series per worker, since SO_REUSEPORT may spread load unevenly
  * and an overloaded worker is what an operator needs to see. */
-static void metrics_write_gauges(const struct server *srv, struct evbuffer *b)
+static void metrics_write_gauges(const struct server *srv, const struct metrics_totals *t,
+                                 struct evbuffer *b)
 {
-    metrics_write_family(b, "tern_allocations", "gauge", "Live TURN allocations, per worker.");
+    metrics_write_family(b, "tern_allocations", "gauge",
+                         "Live TURN allocations, per worker and realm.");
     for (int i = 0; i < srv->n_workers; i++)
-        evbuffer_add_printf(b, "tern_allocations{worker=\"%d\"} %llu\n", i,
-                            (unsigned long long)stats_read(&srv->workers[i].stats.allocations));
+        for (unsigned r = 0; r < t->n_realms; r++)
+            evbuffer_add_printf(b, "tern_allocations{worker=\"%d\",realm=\"%s\"} %llu\n", i,
+                                t->realm[r],
+                                (unsigned long long)stats_read(&srv->workers[i].stats.allocations[r]));
     metrics_write_family(b, "tern_sessions", "gauge",
                          "Live TCP, TLS and DTLS client sessions, per worker and transport "
                          "(UDP has no sessions).");
@@ -190,20 +225,34 @@ static void metrics_write_redis(const struct server *srv, struct evbuffer *b)
     }
 }
 
+/* A family of one series per realm. */
+static void metrics_write_per_realm(const struct metrics_totals *t, struct evbuffer *b,
+                                    const char *name, const char *help, const uint64_t *v)
+{
+    metrics_write_family(b, name, "counter", help);
+    for (unsigned r = 0; r < t->n_realms; r++)
+        evbuffer_add_printf(b, "%s{realm=\"%s\"} %llu\n", name, t->realm[r],
+                            (unsigned long long)v[r]);
+}
+
 static void metrics_write_counters(const struct metrics_totals *t, struct evbuffer *b)
 {
     metrics_write_family(b, "tern_requests_total", "counter",
-                         "STUN/TURN requests answered, by method and response code (200: success).");
-    for (int m = 0; m < STATS_N_METHODS; m++)
-        for (int c = 0; c < STATS_N_CODES; c++)
-            evbuffer_add_printf(b, "tern_requests_total{method=\"%s\",code=\"%s\"} %llu\n",
-                                method_names[m], code_names[c],
-                                (unsigned long long)t->requests[m][c]);
-    metrics_write_single(b, "tern_auth_failures_total", "counter",
-                         "TURN requests whose credentials were wrong (first challenges not counted).",
-                         t->auth_failures);
-    metrics_write_single(b, "tern_allocations_created_total", "counter",
-                         "TURN allocations created.", t->allocations_created);
+                         "STUN/TURN requests answered, by realm, method and response code "
+                         "(200: success; Binding counts in the default realm).");
+    for (unsigned r = 0; r < t->n_realms; r++)
+        for (int m = 0; m < STATS_N_METHODS; m++)
+            for (int c = 0; c < STATS_N_CODES; c++)
+                evbuffer_add_printf(b,
+                                    "tern_requests_total{realm=\"%s\",method=\"%s\",code=\"%s\"} %llu\n",
+                                    t->realm[r], method_names[m], code_names[c],
+                                    (unsigned long long)t->requests[r][m][c]);
+    metrics_write_per_realm(t, b, "tern_auth_failures_total",
+                            "TURN requests whose credentials were wrong (first challenges not "
+                            "counted), by realm.",
+                            t->auth_failures);
+    metrics_write_per_realm(t, b, "tern_allocations_created_total",
+                            "TURN allocations created, by realm.", t->allocations_created);
     metrics_write_single(b, "tern_permissions_created_total", "counter",
                          "TURN permissions installed or refreshed (one per peer address).",
                          t->permissions_created);
@@ -211,15 +260,17 @@ static void metrics_write_counters(const struct metrics_totals *t, struct evbuff
                          "Successful ChannelBind requests (new or refreshed channels).",
                          t->channels_bound);
     metrics_write_family(b, "tern_relay_bytes_total", "counter",
-                         "Payload bytes relayed, by direction.");
-    for (int d = 0; d < STATS_N_DIRS; d++)
-        evbuffer_add_printf(b, "tern_relay_bytes_total{direction=\"%s\"} %llu\n", dir_names[d],
-                            (unsigned long long)t->bytes[d]);
+                         "Payload bytes relayed, by realm and direction.");
+    for (unsigned r = 0; r < t->n_realms; r++)
+        for (int d = 0; d < STATS_N_DIRS; d++)
+            evbuffer_add_printf(b, "tern_relay_bytes_total{realm=\"%s\",direction=\"%s\"} %llu\n",
+                                t->realm[r], dir_names[d], (unsigned long long)t->bytes[r][d]);
     metrics_write_family(b, "tern_relay_packets_total", "counter",
-                         "Datagrams relayed, by direction.");
-    for (int d = 0; d < STATS_N_DIRS; d++)
-        evbuffer_add_printf(b, "tern_relay_packets_total{direction=\"%s\"} %llu\n", dir_names[d],
-                            (unsigned long long)t->packets[d]);
+                         "Datagrams relayed, by realm and direction.");
+    for (unsigned r = 0; r < t->n_realms; r++)
+        for (int d = 0; d < STATS_N_DIRS; d++)
+            evbuffer_add_printf(b, "tern_relay_packets_total{realm=\"%s\",direction=\"%s\"} %llu\n",
+                                t->realm[r], dir_names[d], (unsigned long long)t->packets[r][d]);
     metrics_write_family(b, "tern_dropped_packets_total", "counter",
                          "Packets dropped without an answer, by reason.");
     for (int r = 0; r < STATS_N_DROPS; r++)
@@ -229,12 +280,15 @@ static void metrics_write_counters(const struct metrics_totals *t, struct evbuff
 
 static void metrics_write_all(const struct metrics *m, struct evbuffer *b)
 {
-    struct metrics_totals t;
-    metrics_sum_workers(m->srv, &t);
+    struct metrics_totals *t = malloc(sizeof *t); /* 30 KB: not on the stack */
+    if (!t)
+        return;
+    metrics_sum_workers(m->srv, t);
     metrics_write_process(m, b);
-    metrics_write_gauges(m->srv, b);
+    metrics_write_gauges(m->srv, t, b);
     metrics_write_redis(m->srv, b);
-    metrics_write_counters(&t, b);
+    metrics_write_counters(t, b);
+    free(t);
 }
 
 static void metrics_on_request(struct evhttp_request *req, void *arg)

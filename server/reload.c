@@ -52,7 +52,7 @@ struct gen *gen_load(const char *path, char *err, size_t err_len)
         free(g);
         return NULL;
     }
-    if (auth_store_init(&g->auth, &g->conf) < 0) {
+    if (auth_realms_init(&g->auth, &g->conf) < 0) {
         snprintf(err, err_len, "%s: cannot build the user store", path);
         gen_free(g);
         return NULL;
@@ -74,9 +74,20 @@ void gen_free(struct gen *g)
 {
     if (!g)
         return;
-    auth_store_free(&g->auth);
+    auth_realms_free(&g->auth);
     conf_free(&g->conf);
     free(g);
+}
+
+void gen_commit(struct gen *g, struct stats_realms *names)
+{
+    /* the default realm is id 0 whatever it is called (stats.h) */
+    g->realm_stats[0] = 0;
+    for (size_t i = 1; i < conf_realm_count(&g->conf); i++) {
+        struct conf_realm_view v;
+        conf_realm_get(&g->conf, i, &v);
+        g->realm_stats[i] = (uint8_t)stats_realms_intern(names, v.name);
+    }
 }
 
 static void append(char *buf, size_t cap, const char *fmt, ...)
@@ -199,7 +210,7 @@ int reload_start(struct server *srv, reload_done_fn done, void *arg)
         gen_free(g);
         goto refuse;
     }
-    if (srv->tls.next_tls || srv->tls.next_dtls)
+    if (tls_server_pending(&srv->tls))
         append(r->msg, sizeof r->msg, "; certificates reloaded");
     size_t mark = strlen(r->msg);
     append(r->msg, sizeof r->msg, "; listeners");
@@ -215,6 +226,7 @@ int reload_start(struct server *srv, reload_done_fn done, void *arg)
     r->old = srv->gen;
     r->done = done;
     r->arg = arg;
+    gen_commit(g, &srv->stats_realms);
     srv->gen = g;
     srv->conf = c;
     tls_server_commit(&srv->tls, c);

@@ -1,6 +1,6 @@
 /*
  * reload.h - re-reading the whole configuration without a restart (SIGHUP,
- * ternctl reload). Users, secrets, realm, limits, peer policy, log level and
+ * ternctl reload). Users, secrets, realms, limits, peer policy, log level and
  * destination, alternate servers, Redis URL, metrics address, TLS
  * certificates and listeners take effect; existing allocations keep
  * relaying with the credentials they were made with; a listener that stays
@@ -16,9 +16,12 @@
 
 struct server;
 struct gen;
+struct stats_realms;
 
 /* A generation from a file: NULL with "file:line: what is wrong" in err. */
 struct gen *gen_load(const char *path, char *err, size_t err_len);
+/* It is going to run: give its realms their metrics ids (main thread). */
+void gen_commit(struct gen *g, struct stats_realms *names);
 void gen_free(struct gen *g);
 
 /* ok, and what was done (applied, with what could not change live) or why

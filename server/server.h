@@ -21,6 +21,7 @@
 #include "server/cluster/redis.h"
 #include "server/core/clock.h"
 #include "server/core/core.h"
+#include "server/core/realm.h"
 #include "server/core/stats.h"
 #include "server/tasks.h"
 #include "server/transport/tls.h"
@@ -49,7 +50,8 @@ struct control;
  */
 struct gen {
     struct conf conf;
-    struct auth_store auth;    /* static users and REST secrets */
+    struct auth_realms auth;   /* static users and REST secrets, by realm */
+    uint8_t realm_stats[CONF_MAX_REALMS + 1]; /* each realm's metrics id (gen_commit) */
     bool has_redis;            /* auth.redis set and parsed */
     struct redis_url redis_url;
 };
@@ -77,7 +79,7 @@ struct worker {
     struct gen *gen;           /* the generation this worker runs on */
     struct server *srv;
     struct clock_scaled clock;
-    struct limits limits;
+    struct realm_set realms;   /* the realms this worker knows, their limits (realm.h) */
     struct worker_stats stats;
     struct cluster *cluster;       /* NULL without auth.redis */
     struct relay_table *relay;
@@ -110,6 +112,7 @@ struct server {
     uint64_t drain_deadline_ms;
     struct event *drain_timer;
     struct control *control;   /* the control socket (control.h); NULL when off; owned */
+    struct stats_realms stats_realms; /* the names behind the metrics' realm ids */
 };
 
 /* Worker lifecycle (worker.c). */

@@ -178,8 +178,21 @@ static struct cluster *worker_cluster_new(struct worker *w)
 {
     struct cluster_env ce = { .worker_id = w->id, .base = w->base, .conf = w->conf,
                               .url = &w->gen->redis_url, .stats = &w->stats,
-                              .limits = &w->limits };
+                              .realms = &w->realms };
     return cluster_new(&ce);
+}
+
+/* The configuration's realms, in its order (the indexes of auth_realms),
+ * with their limits until Redis says otherwise. */
+static void worker_fill_realms(struct worker *w, const struct gen *g)
+{
+    realm_set_reset(&w->realms);
+    for (size_t i = 0; i < conf_realm_count(&g->conf); i++) {
+        struct conf_realm_view v;
+        conf_realm_get(&g->conf, i, &v);
+        struct limits l = { v.max_bps, v.user_quota, v.total_quota };
+        realm_set_add(&w->realms, v.name, strlen(v.name), &l, g->realm_stats[i]);
+    }
 }
 
 void worker_reconfigure(struct worker *w, struct gen *g)
@@ -187,7 +200,7 @@ void worker_reconfigure(struct worker *w, struct gen *g)
     const struct conf *c = &g->conf;
     w->gen = g;
     w->conf = c;
-    w->limits = (struct limits){ c->max_bps, c->user_quota, c->total_quota };
+    worker_fill_realms(w, g);
     relay_table_set_conf(w->relay, c);
     turn_reconfigure(w->turn, c, &g->auth);
     if (g->has_redis && w->cluster) {
@@ -219,21 +232,21 @@ int worker_init(struct worker *w, struct server *srv, int id)
     pthread_mutex_init(&w->tasks_lock, NULL);
     const struct conf *c = w->conf;
     clock_scaled_init(&w->clock, c->time_scale);
-    w->limits = (struct limits){ c->max_bps, c->user_quota, c->total_quota };
+    worker_fill_realms(w, w->gen);
     if (!worker_base_new(w))
         goto nomem;
     if (w->gen->has_redis && !(w->cluster = worker_cluster_new(w)))
         goto nomem;
     struct turn_env te = { .worker_id = id, .n_workers = srv->n_workers, .node_id = srv->node_id,
                            .base = w->base, .conf = c, .stats = &w->stats, .clock = &w->clock,
-                           .limits = &w->limits, .auth = &w->gen->auth,
+                           .realms = &w->realms, .auth = &w->gen->auth,
                            .nonce_key = srv->nonce_key, .quota = srv->quota,
                            .resv = srv->resv, .cluster = w->cluster,
                            .rate_sources = srv->rate, .draining = &srv->draining };
     if (!(w->turn = turn_new(&te)))
         goto nomem;
     struct relay_env re = { .base = w->base, .conf = c, .clock = &w->clock, .stats = &w->stats,
-                            .limits = &w->limits, .quota = srv->quota,
+                            .realms = &w->realms, .quota = srv->quota,
                             .on_death = turn_on_alloc_death, .death_arg = w->turn };
     if (!(w->relay = relay_table_new(&re)))
         goto nomem;

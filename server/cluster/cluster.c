@@ -61,15 +61,10 @@ struct cluster *cluster_new(const struct cluster_env *env)
 
 void cluster_reconfigure(struct cluster *c, const struct conf *conf, const struct redis_url *url)
 {
-    const struct conf *old = c->env.conf;
+    /* Realm indexes were made anew (realm.h): what is cached by index goes.
+     * The realm set holds the configured limits until the next poll. */
     c->env.conf = conf;
-    if (strcmp(old->realm, conf->realm) != 0) {
-        memset(c->cache, 0, sizeof c->cache);
-        c->n_secrets = 0;
-        c->secrets_expires_ms = 0;
-    }
-    /* The configured limits until Redis says otherwise at its next poll. */
-    *c->env.limits = (struct limits){ conf->max_bps, conf->user_quota, conf->total_quota };
+    cluster_cache_clear(c);
     c->env.url = url;
     redis_conn_set_url(c->redis, url);
 }
@@ -86,5 +81,6 @@ void cluster_free(struct cluster *c)
     cluster_asks_free_all(c);
     if (c->gauge_timer)
         event_free(c->gauge_timer);
+    cluster_cache_clear(c);
     free(c);
 }

@@ -18,8 +18,15 @@
  *                published on a channel of the same name, "deleted" at the
  *                end, traffic on .../traffic and .../total_traffic
  *   realm limits turn/realm/<realm>/max-bps, user-quota and total-quota,
- *                polled every auth.cache_ttl seconds; they override limits.*
- *                while set (written into the worker's struct limits)
+ *                for every realm the worker knows, polled every
+ *                auth.cache_ttl seconds; they override the configured
+ *                limits while set (written into the worker's realm set)
+ *   oauth keys   turn/oauth/kid/<kid>, a hash of ikm_key, as_rs_alg,
+ *                timestamp, lifetime and realm (coturn's RFC 7635 layout),
+ *                cached like credentials
+ *   origin map   turn/origin/<origin> -> realm name (coturn's multi-tenant
+ *                layout), cached like credentials; a realm named here that
+ *                the configuration lacks is learned into the realm set
  *
  * Depends on core/ only. Questions (credentials, quota) are asynchronous: the
  * caller gets a handle and a callback. The callback runs from inside the
@@ -43,7 +50,7 @@
 struct event_base;
 struct conf;
 struct worker_stats;
-struct limits;
+struct realm_set;
 struct redis_url;
 
 #define CLUSTER_MAX_KEYS 4       /* candidate keys per user (REST: one per secret) */
@@ -56,7 +63,7 @@ struct cluster_env {
     const struct conf *conf;
     const struct redis_url *url;
     struct worker_stats *stats;   /* redis_* gauges and counters */
-    struct limits *limits;        /* written with the realm's limits */
+    struct realm_set *realms;     /* limits written, realms learned */
 };
 
 struct cluster;
@@ -89,14 +96,50 @@ struct cluster_keys {
     uint8_t key[CLUSTER_MAX_KEYS][32];
 };
 
-/* What the cache says about user under alg at unix time now. */
-void cluster_keys_cached(struct cluster *c, const char *user, size_t len, enum auth_alg alg,
-                         uint64_t now, struct cluster_keys *out);
+/* What the cache says about user of realm (an index of env.realms) under
+ * alg at unix time now. */
+void cluster_keys_cached(struct cluster *c, unsigned realm, const char *user, size_t len,
+                         enum auth_alg alg, uint64_t now, struct cluster_keys *out);
 typedef void (*cluster_keys_fn)(void *arg, const struct cluster_keys *k);
 /* Ask Redis (the answer also goes into the cache). NULL: cannot ask. */
-struct cluster_ask *cluster_keys_ask(struct cluster *c, const char *user, size_t len,
-                                     enum auth_alg alg, uint64_t now, cluster_keys_fn done,
-                                     void *arg);
+struct cluster_ask *cluster_keys_ask(struct cluster *c, unsigned realm, const char *user,
+                                     size_t len, enum auth_alg alg, uint64_t now,
+                                     cluster_keys_fn done, void *arg);
+
+/* --- RFC 7635 keys ---------------------------------------------------------- */
+
+struct cluster_oauth {
+    enum cluster_keys_status status; /* FOUND, UNKNOWN, MISS or FAILED */
+    struct oauth_key key;            /* when FOUND */
+};
+
+void cluster_oauth_cached(struct cluster *c, const char *kid, size_t len,
+                          struct cluster_oauth *out);
+typedef void (*cluster_oauth_fn)(void *arg, const struct cluster_oauth *o);
+/* NULL: cannot ask. */
+struct cluster_ask *cluster_oauth_ask(struct cluster *c, const char *kid, size_t len,
+                                      cluster_oauth_fn done, void *arg);
+
+/* --- the origin map ----------------------------------------------------- */
+
+enum cluster_origin_status {
+    CLUSTER_ORIGIN_FOUND,  /* realm is the index of the realm it names */
+    CLUSTER_ORIGIN_NONE,   /* not in the map (or names no usable realm) */
+    CLUSTER_ORIGIN_MISS,   /* not cached: ask (cluster_origin_ask) */
+    CLUSTER_ORIGIN_FAILED, /* Redis down or did not answer */
+};
+
+struct cluster_origin {
+    enum cluster_origin_status status;
+    unsigned realm;
+};
+
+void cluster_origin_cached(struct cluster *c, const char *origin, size_t len,
+                           struct cluster_origin *out);
+typedef void (*cluster_origin_fn)(void *arg, const struct cluster_origin *o);
+/* NULL: cannot ask. */
+struct cluster_ask *cluster_origin_ask(struct cluster *c, const char *origin, size_t len,
+                                       cluster_origin_fn done, void *arg);
 
 /* --- cross-node user quota ---------------------------------------------- */
 
@@ -106,11 +149,13 @@ typedef void (*cluster_quota_fn)(void *arg, enum cluster_quota_status status);
  * set if it has fewer than limit members. A grant whose question was
  * cancelled before the answer came is given back here, so that no member
  * outlives the allocation that would have consumed it. NULL: cannot ask. */
-struct cluster_ask *cluster_quota_ask(struct cluster *c, const char *user, size_t len,
-                                      uint64_t sid, uint32_t lifetime_s, unsigned limit,
+struct cluster_ask *cluster_quota_ask(struct cluster *c, const char *realm, size_t realm_len,
+                                      const char *user, size_t len, uint64_t sid,
+                                      uint32_t lifetime_s, unsigned limit,
                                       cluster_quota_fn done, void *arg);
 /* Give back a granted member that no allocation consumed. */
-void cluster_quota_release(struct cluster *c, const char *user, size_t len, uint64_t sid);
+void cluster_quota_release(struct cluster *c, const char *realm, size_t realm_len,
+                           const char *user, size_t len, uint64_t sid);
 
 /* The question's callback will not run; its resources go when Redis answers. */
 void cluster_ask_cancel(struct cluster_ask *q);
@@ -122,6 +167,8 @@ void cluster_ask_cancel(struct cluster_ask *q);
 struct cluster_alloc {
     const char *user;
     size_t user_len;
+    const char *realm;
+    size_t realm_len;
     uint64_t sid;
     bool quota_shared; /* its member in the user's set follows its expiry */
     uint64_t rcvp, rcvb, sentp, sentb;

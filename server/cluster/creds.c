@@ -2,25 +2,51 @@
  * creds.c - credentials in Redis (cluster.h): the per-worker cache and the
  * questions that fill it.
  *
- * The cache is direct-mapped by a hash of the user name (bounded memory, a
- * collision simply evicts); entries live auth.cache_ttl seconds, so a user
- * or secret deleted in Redis stops working within that time. Redis's REST
- * secrets are cached as one set beside the users.
+ * The cache is direct-mapped by a hash of the realm and user name (bounded
+ * memory, a collision simply evicts); entries live auth.cache_ttl seconds,
+ * so a user or secret deleted in Redis stops working within that time.
+ * Redis's REST secrets are cached per realm beside the users. Keys are
+ * derived with the realm's name, so a user of one realm never
+ * authenticates in another.
  */
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server/cluster/cluster_int.h"
 #include "server/core/clock.h"
 #include "server/core/stats.h"
 
-static uint32_t name_hash(const char *s, size_t n)
+uint32_t cluster_hash(const char *s, size_t n)
 {
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < n; i++)
         h = (h ^ (uint8_t)s[i]) * 16777619u;
     return h;
+}
+
+static struct cluster_cache_entry *cache_slot(struct cluster *c, unsigned realm, const char *user,
+                                              size_t len)
+{
+    return &c->cache[(cluster_hash(user, len) + realm * 2654435761u) % CLUSTER_CACHE_SLOTS];
+}
+
+static const char *realm_name(const struct cluster *c, unsigned realm)
+{
+    return c->env.realms->r[realm].name;
+}
+
+void cluster_cache_clear(struct cluster *c)
+{
+    memset(c->cache, 0, sizeof c->cache);
+    memset(c->origins, 0, sizeof c->origins);
+    OPENSSL_cleanse(c->oauth, sizeof c->oauth);
+    for (size_t i = 0; i < REALM_MAX; i++) {
+        free(c->secrets[i]);
+        c->secrets[i] = NULL;
+    }
 }
 
 static bool key_from_hex(const char *hex, struct cluster_cache_entry *e)
@@ -44,7 +70,8 @@ static void entry_from_answer(const struct cluster *c, const struct cluster_ask 
                               struct cluster_cache_entry *e)
 {
     memset(e, 0, sizeof *e);
-    const char *realm = c->env.conf->realm;
+    const char *realm = realm_name(c, q->realm);
+    e->realm = (uint8_t)q->realm;
     if (q->has_key && key_from_hex(q->key_hex, e)) {
         /* a key wins over a password, as in coturn */
     } else if (q->has_password) {
@@ -71,12 +98,12 @@ static int keys_from_entry(const struct cluster_cache_entry *e, enum auth_alg al
 }
 
 /* REST credentials under secrets[]: one candidate key per secret. */
-static int keys_from_secrets(const struct cluster *c, const char secrets[][CONF_STR],
-                             size_t n_secrets, const char *user, size_t len, enum auth_alg alg,
-                             uint8_t keys[][32])
+static int keys_from_secrets(const struct cluster *c, unsigned realm_idx,
+                             const char secrets[][CONF_STR], size_t n_secrets, const char *user,
+                             size_t len, enum auth_alg alg, uint8_t keys[][32])
 {
     int n = 0;
-    const char *realm = c->env.conf->realm;
+    const char *realm = realm_name(c, realm_idx);
     for (size_t i = 0; i < n_secrets && n < CLUSTER_MAX_KEYS; i++) {
         char pw[64];
         if (auth_rest_password(secrets[i], user, len, pw, sizeof pw) < 0)
@@ -90,15 +117,17 @@ static int keys_from_secrets(const struct cluster *c, const char secrets[][CONF_
     return n;
 }
 
-void cluster_keys_cached(struct cluster *c, const char *user, size_t len, enum auth_alg alg,
-                         uint64_t now, struct cluster_keys *out)
+void cluster_keys_cached(struct cluster *c, unsigned realm, const char *user, size_t len,
+                         enum auth_alg alg, uint64_t now, struct cluster_keys *out)
 {
     out->n = 0;
     uint64_t expiry;
     bool rest = auth_rest_expiry(user, len, &expiry) == 0;
     uint64_t ms = clock_mono_ms();
-    const struct cluster_cache_entry *e = &c->cache[name_hash(user, len) % CLUSTER_CACHE_SLOTS];
-    bool cached = e->expires_ms > ms && e->user_len == len && memcmp(e->user, user, len) == 0;
+    const struct cluster_cache_entry *e = cache_slot(c, realm, user, len);
+    const struct cluster_secrets *sec = c->secrets[realm];
+    bool cached = e->expires_ms > ms && e->realm == realm && e->user_len == len &&
+                  memcmp(e->user, user, len) == 0;
     out->status = CLUSTER_KEYS_UNKNOWN;
     if (cached && !e->negative) {
         out->n = keys_from_entry(e, alg, out->key);
@@ -108,12 +137,12 @@ void cluster_keys_cached(struct cluster *c, const char *user, size_t len, enum a
     }
     if (cached && !rest)
         return;
-    if (cached && rest && c->secrets_expires_ms > ms) {
+    if (cached && rest && sec && sec->expires_ms > ms) {
         if (expiry < now) {
             out->status = CLUSTER_KEYS_STALE;
             return;
         }
-        out->n = keys_from_secrets(c, (const char (*)[CONF_STR])c->secrets, c->n_secrets, user,
+        out->n = keys_from_secrets(c, realm, (const char (*)[CONF_STR])sec->s, sec->n, user,
                                    len, alg, out->key);
         if (out->n > 0)
             out->status = CLUSTER_KEYS_FOUND;
@@ -130,14 +159,14 @@ static void creds_answer(struct cluster_ask *q)
     struct cluster_cache_entry e;
     entry_from_answer(c, q, &e);
     if (!q->failed) {
-        if (q->want_secrets) {
-            memcpy(c->secrets, q->secrets, sizeof c->secrets);
-            c->n_secrets = q->n_secrets;
-            c->secrets_expires_ms = clock_mono_ms() + ttl;
+        struct cluster_secrets **sec = &c->secrets[q->realm];
+        if (q->want_secrets && (*sec || (*sec = malloc(sizeof **sec)))) {
+            memcpy((*sec)->s, q->secrets, sizeof (*sec)->s);
+            (*sec)->n = q->n_secrets;
+            (*sec)->expires_ms = clock_mono_ms() + ttl;
         }
         if (q->user_len < CLUSTER_CACHE_USER) {
-            struct cluster_cache_entry *slot =
-                &c->cache[name_hash(q->user, q->user_len) % CLUSTER_CACHE_SLOTS];
+            struct cluster_cache_entry *slot = cache_slot(c, q->realm, q->user, q->user_len);
             *slot = e;
             memcpy(slot->user, q->user, q->user_len);
             slot->user_len = (uint16_t)q->user_len;
@@ -155,7 +184,7 @@ static void creds_answer(struct cluster_ask *q)
         k.status = CLUSTER_KEYS_FOUND;
     else if (rest && expiry < q->now)
         k.status = CLUSTER_KEYS_STALE;
-    else if (rest && (k.n = keys_from_secrets(c, (const char (*)[CONF_STR])q->secrets,
+    else if (rest && (k.n = keys_from_secrets(c, q->realm, (const char (*)[CONF_STR])q->secrets,
                                               q->n_secrets, q->user, q->user_len, q->alg,
                                               k.key)) > 0)
         k.status = CLUSTER_KEYS_FOUND;
@@ -215,13 +244,14 @@ static int ask(struct cluster_ask *q, redis_reply_fn fn, const char *cmd, const 
     return 0;
 }
 
-struct cluster_ask *cluster_keys_ask(struct cluster *c, const char *user, size_t len,
-                                     enum auth_alg alg, uint64_t now, cluster_keys_fn done,
-                                     void *arg)
+struct cluster_ask *cluster_keys_ask(struct cluster *c, unsigned realm, const char *user,
+                                     size_t len, enum auth_alg alg, uint64_t now,
+                                     cluster_keys_fn done, void *arg)
 {
     struct cluster_ask *q = cluster_ask_new(c, creds_answer, user, len);
     if (!q)
         return NULL;
+    q->realm = realm;
     q->alg = alg;
     q->now = now;
     uint64_t expiry;
@@ -230,7 +260,7 @@ struct cluster_ask *cluster_keys_ask(struct cluster *c, const char *user, size_t
     /* The key names hold the raw user name as one argument: no quoting, no
      * injection, whatever bytes it contains. */
     char key[64 + CONF_STR + AUTH_MAX_USERNAME];
-    size_t base = (size_t)snprintf(key, sizeof key, "turn/realm/%s/user/", c->env.conf->realm);
+    size_t base = (size_t)snprintf(key, sizeof key, "turn/realm/%s/user/", realm_name(c, realm));
     memcpy(key + base, user, len);
     q->waiting = 1; /* held until every command is queued */
     int rc = 0;
@@ -239,7 +269,7 @@ struct cluster_ask *cluster_keys_ask(struct cluster *c, const char *user, size_t
     memcpy(key + base + len, "/password", 9);
     rc |= ask(q, on_password, "GET", key, base + len + 9);
     if (q->want_secrets) {
-        int n = snprintf(key, sizeof key, "turn/realm/%s/secret", c->env.conf->realm);
+        int n = snprintf(key, sizeof key, "turn/realm/%s/secret", realm_name(c, realm));
         rc |= ask(q, on_secrets, "SMEMBERS", key, (size_t)n);
     }
     if (rc < 0) {

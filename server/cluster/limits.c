@@ -1,7 +1,7 @@
 /*
  * limits.c - per-realm limits from Redis (cluster.h), in coturn's keys
  * turn/realm/<realm>/max-bps, user-quota and total-quota, polled every
- * auth.cache_ttl seconds into the worker's struct limits; the
+ * auth.cache_ttl seconds for every realm of the worker's realm set; the
  * configuration's value applies while a key is unset.
  *
  * A value is taken only if it is a decimal integer that fits its field
@@ -47,40 +47,36 @@ int cluster_limit_parse(const char *s, size_t len, uint64_t max, uint64_t *out)
     return 0;
 }
 
-/* What to say once about a bad value: the last one logged per key. */
-static char limit_logged[N_LIMITS][32];
-
-static void on_limit(struct redisReply *r, struct cluster *c, int which)
+static void on_limit(struct redisReply *r, void *arg)
 {
-    if (!r)
-        return; /* Redis gone: keep what we had */
-    const struct conf *cf = c->env.conf;
-    struct limits *l = c->env.limits;
-    uint64_t v = 0, max = which == LIMIT_MAX_BPS ? UINT64_MAX : UINT_MAX;
+    struct cluster_limit_ask *la = arg;
+    struct cluster *c = la->c;
+    struct realm_set *rs = c->env.realms;
+    /* Redis gone: keep what we had; the set changed since: not ours. */
+    if (!r || la->realm >= rs->n || strcmp(rs->r[la->realm].name, la->name) != 0)
+        return;
+    struct realm *rl = &rs->r[la->realm];
+    uint64_t v = 0, max = la->which == LIMIT_MAX_BPS ? UINT64_MAX : UINT_MAX;
     bool set = false;
     if (r->type == REDIS_REPLY_STRING) {
         set = cluster_limit_parse(r->str, (size_t)r->len, max, &v) == 0;
         if (!set && c->env.worker_id == 0) {
             char shown[32];
             snprintf(shown, sizeof shown, "%.*s", r->len < 31 ? (int)r->len : 31, r->str);
-            if (strcmp(shown, limit_logged[which]) != 0) {
-                memcpy(limit_logged[which], shown, sizeof shown);
+            if (strcmp(shown, la->logged) != 0) {
+                memcpy(la->logged, shown, sizeof shown);
                 log_warn("redis: turn/realm/%s/%s = \"%s\" is not a limit (0 to %llu); "
                          "using the configured value",
-                         cf->realm, limit_leaf[which], shown, (unsigned long long)max);
+                         rl->name, limit_leaf[la->which], shown, (unsigned long long)max);
             }
         }
     }
-    switch (which) {
-    case LIMIT_MAX_BPS: l->max_bps = set ? v : cf->max_bps; break;
-    case LIMIT_USER_QUOTA: l->user_quota = set ? (unsigned)v : cf->user_quota; break;
-    default: l->total_quota = set ? (unsigned)v : cf->total_quota; break;
+    switch (la->which) {
+    case LIMIT_MAX_BPS: rl->now.max_bps = set ? v : rl->conf.max_bps; break;
+    case LIMIT_USER_QUOTA: rl->now.user_quota = set ? (unsigned)v : rl->conf.user_quota; break;
+    default: rl->now.total_quota = set ? (unsigned)v : rl->conf.total_quota; break;
     }
 }
-
-static void on_max_bps(struct redisReply *r, void *arg) { on_limit(r, arg, LIMIT_MAX_BPS); }
-static void on_user_quota(struct redisReply *r, void *arg) { on_limit(r, arg, LIMIT_USER_QUOTA); }
-static void on_total_quota(struct redisReply *r, void *arg) { on_limit(r, arg, LIMIT_TOTAL_QUOTA); }
 
 static void poll_limits(evutil_socket_t fd, short what, void *arg)
 {
@@ -90,13 +86,23 @@ static void poll_limits(evutil_socket_t fd, short what, void *arg)
     event_add(c->limits_timer, &tv);
     if (!cluster_up(c))
         return;
-    static const redis_reply_fn fns[N_LIMITS] = { on_max_bps, on_user_quota, on_total_quota };
-    for (int i = 0; i < N_LIMITS; i++) {
-        char key[CONF_STR + 64];
-        int n = snprintf(key, sizeof key, "turn/realm/%s/%s", c->env.conf->realm, limit_leaf[i]);
-        const char *argv[] = { "GET", key };
-        size_t lens[] = { 3, (size_t)n };
-        redis_conn_command(c->redis, fns[i], c, 2, argv, lens);
+    const struct realm_set *rs = c->env.realms;
+    for (unsigned ri = 0; ri < rs->n; ri++) {
+        for (int i = 0; i < N_LIMITS; i++) {
+            struct cluster_limit_ask *la = &c->limit_asks[ri][i];
+            if (strcmp(la->name, rs->r[ri].name) != 0) {
+                memcpy(la->name, rs->r[ri].name, sizeof la->name);
+                la->logged[0] = 0;
+            }
+            la->c = c;
+            la->realm = (uint8_t)ri;
+            la->which = (uint8_t)i;
+            char key[CONF_STR + 64];
+            int n = snprintf(key, sizeof key, "turn/realm/%s/%s", rs->r[ri].name, limit_leaf[i]);
+            const char *argv[] = { "GET", key };
+            size_t lens[] = { 3, (size_t)n };
+            redis_conn_command(c->redis, on_limit, la, 2, argv, lens);
+        }
     }
 }
 

@@ -45,7 +45,7 @@ static void quota_member(struct cluster *c, const struct cluster_alloc *a, const
                          const char *score)
 {
     char qkey[AUTH_MAX_USERNAME + CONF_STR + 64], sid[24];
-    size_t qlen = cluster_quota_key(c, a->user, a->user_len, qkey, sizeof qkey);
+    size_t qlen = cluster_quota_key(a->realm, a->realm_len, a->user, a->user_len, qkey, sizeof qkey);
     snprintf(sid, sizeof sid, "%018llu", (unsigned long long)a->sid);
     if (!qlen)
         return;

@@ -25,10 +25,10 @@ static const char quota_script[] =
 
 /* tern/realm/<realm>/user/<user>/allocations into buf; its length, 0 if
  * it does not fit. */
-size_t cluster_quota_key(const struct cluster *c, const char *user, size_t len, char *buf,
-                         size_t cap)
+size_t cluster_quota_key(const char *realm, size_t realm_len, const char *user, size_t len,
+                         char *buf, size_t cap)
 {
-    int n = snprintf(buf, cap, "tern/realm/%s/user/", c->env.conf->realm);
+    int n = snprintf(buf, cap, "tern/realm/%.*s/user/", (int)realm_len, realm);
     if (n < 0 || (size_t)n + len + 13 > cap)
         return 0;
     memcpy(buf + n, user, len);
@@ -36,10 +36,11 @@ size_t cluster_quota_key(const struct cluster *c, const char *user, size_t len, 
     return (size_t)n + len + 12;
 }
 
-void cluster_quota_release(struct cluster *c, const char *user, size_t len, uint64_t sid)
+void cluster_quota_release(struct cluster *c, const char *realm, size_t realm_len,
+                           const char *user, size_t len, uint64_t sid)
 {
     char qkey[AUTH_MAX_USERNAME + CONF_STR + 64], member[24];
-    size_t qlen = cluster_quota_key(c, user, len, qkey, sizeof qkey);
+    size_t qlen = cluster_quota_key(realm, realm_len, user, len, qkey, sizeof qkey);
     snprintf(member, sizeof member, "%018llu", (unsigned long long)sid);
     const char *zrem[] = { "ZREM", qkey, member };
     size_t zl[] = { 4, qlen, strlen(member) };
@@ -52,7 +53,8 @@ static void quota_answer(struct cluster_ask *q)
 {
     if (q->cancelled || !q->quota_done) {
         if (q->granted)
-            cluster_quota_release(q->c, q->user, q->user_len, q->sid);
+            cluster_quota_release(q->c, q->realm_name, q->realm_len, q->user, q->user_len,
+                                  q->sid);
         return;
     }
     q->quota_done(q->arg, q->failed    ? CLUSTER_QUOTA_FAILED
@@ -70,18 +72,21 @@ static void on_quota(struct redisReply *r, void *arg)
     cluster_ask_reply_done(q);
 }
 
-struct cluster_ask *cluster_quota_ask(struct cluster *c, const char *user, size_t len,
-                                      uint64_t sid, uint32_t lifetime_s, unsigned limit,
+struct cluster_ask *cluster_quota_ask(struct cluster *c, const char *realm, size_t realm_len,
+                                      const char *user, size_t len, uint64_t sid,
+                                      uint32_t lifetime_s, unsigned limit,
                                       cluster_quota_fn done, void *arg)
 {
     char key[AUTH_MAX_USERNAME + CONF_STR + 64];
-    size_t klen = cluster_quota_key(c, user, len, key, sizeof key);
-    if (!klen)
+    size_t klen = cluster_quota_key(realm, realm_len, user, len, key, sizeof key);
+    if (!klen || realm_len > REALM_NAME_MAX)
         return NULL;
     struct cluster_ask *q = cluster_ask_new(c, quota_answer, user, len);
     if (!q)
         return NULL;
     q->sid = sid;
+    memcpy(q->realm_name, realm, realm_len);
+    q->realm_len = (uint8_t)realm_len;
     char now[24], lim[16], score[24], member[24], ttl[16];
     time_t t = time(NULL);
     snprintf(now, sizeof now, "%lld", (long long)t);

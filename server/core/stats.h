@@ -49,18 +49,40 @@ enum stats_dir { STATS_TO_PEER, STATS_TO_CLIENT, STATS_N_DIRS };
 
 typedef _Atomic uint64_t stats_counter;
 
+/*
+ * Series per realm: a realm's stats id is its slot in struct stats_realms.
+ * Id 0 is the default realm (whatever the top-level realm is called now);
+ * ids 1.. name the realms[] entries in the order they were first
+ * configured, kept for the life of the process so that a counter never
+ * moves to another realm across reloads. Requests outside any realm
+ * (Binding) and realms only Redis knows count under id 0, so the number of
+ * series stays bounded by the configuration.
+ */
+#define STATS_MAX_REALMS 32
+
+/* Owned by the server; written by the main thread only (stats_realms_intern),
+ * read by the metrics code: a name is complete before n covers it. */
+struct stats_realms {
+    _Atomic unsigned n;
+    char name[STATS_MAX_REALMS][64];
+};
+
+/* The id of a realm of realms[] (interned on first sight); 0 when every id
+ * is taken. Main thread only. */
+unsigned stats_realms_intern(struct stats_realms *r, const char *name);
+
 /* One worker's counters. Owned by the worker (embedded in struct worker). */
 struct worker_stats {
-    stats_counter requests[STATS_N_METHODS][STATS_N_CODES];
-    stats_counter auth_failures;
-    stats_counter allocations_created;
+    stats_counter requests[STATS_MAX_REALMS][STATS_N_METHODS][STATS_N_CODES];
+    stats_counter auth_failures[STATS_MAX_REALMS];
+    stats_counter allocations_created[STATS_MAX_REALMS];
     stats_counter permissions_created;
     stats_counter channels_bound;
-    stats_counter bytes[STATS_N_DIRS];
-    stats_counter packets[STATS_N_DIRS];
+    stats_counter bytes[STATS_MAX_REALMS][STATS_N_DIRS];
+    stats_counter packets[STATS_MAX_REALMS][STATS_N_DIRS];
     stats_counter drops[STATS_N_DROPS];
     stats_counter sessions[STATS_N_TRANSPORTS]; /* gauge: live sessions */
-    stats_counter allocations;                  /* gauge: live allocations */
+    stats_counter allocations[STATS_MAX_REALMS]; /* gauge: live allocations */
     stats_counter relay_sockets;                /* gauge: relay sockets of live allocations */
     stats_counter redis_up;                     /* gauge: 1 connected, 0 not */
     stats_counter redis_rtt_us;                 /* gauge: last PING round trip */
@@ -107,10 +129,20 @@ static inline enum stats_code stats_code_of(int code)
     return STATS_CODE_OTHER;
 }
 
-/* One answered request: code 0 for success. */
-static inline void stats_request(struct worker_stats *s, unsigned stun_method, int code)
+/* One answered request in a realm (stats id): code 0 for success. */
+static inline void stats_request(struct worker_stats *s, unsigned realm, unsigned stun_method,
+                                 int code)
 {
-    stats_add(&s->requests[stats_method_of(stun_method)][stats_code_of(code)], 1);
+    stats_add(&s->requests[realm][stats_method_of(stun_method)][stats_code_of(code)], 1);
+}
+
+/* Sum of a per-realm counter. */
+static inline uint64_t stats_read_realms(const stats_counter *c)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < STATS_MAX_REALMS; i++)
+        n += stats_read(&c[i]);
+    return n;
 }
 
 #endif

@@ -12,7 +12,7 @@
 
 #include "conf/conf.h"
 #include "server/core/clock.h"
-#include "server/core/core.h"
+#include "server/core/realm.h"
 #include "server/core/log.h"
 #include "server/core/net.h"
 #include "server/core/stats.h"
@@ -189,8 +189,8 @@ struct alloc *alloc_table_find(struct relay_table *t, const void *conn,
 struct alloc *alloc_create(struct relay_table *t, const struct client_ops *ops, void *conn,
                            void *owner, const struct sockaddr *client,
                            const struct sockaddr *local, const struct relay *relays,
-                           unsigned n_relay, uint32_t lifetime, const char *user,
-                           size_t user_len)
+                           unsigned n_relay, uint32_t lifetime, unsigned realm,
+                           const char *user, size_t user_len)
 {
     struct alloc *a = calloc(1, sizeof *a + user_len);
     if (!a)
@@ -207,7 +207,12 @@ struct alloc *alloc_create(struct relay_table *t, const struct client_ops *ops, 
         a->relay[i] = relays[i];
     a->n_relay = n_relay;
     a->id = ++t->next_id;
-    a->tokens = t->env.limits->max_bps;
+    const struct realm *r = &t->env.realms->r[realm];
+    a->realm = (uint8_t)realm;
+    a->stats_realm = r->stats_id;
+    a->realm_len = r->len;
+    memcpy(a->realm_name, r->name, r->len);
+    a->tokens = r->now.max_bps;
     a->bucket_ms = clock_mono_ms();
     a->created_ms = a->bucket_ms;
     a->expires = clock_scaled_now(t->env.clock) + lifetime;
@@ -218,7 +223,7 @@ struct alloc *alloc_create(struct relay_table *t, const struct client_ops *ops, 
     t->buckets[h] = a;
     wheel_link(t, a);
     t->count++;
-    stats_add(&t->env.stats->allocations, 1);
+    stats_add(&t->env.stats->allocations[a->stats_realm], 1);
     stats_add(&t->env.stats->relay_sockets, n_relay);
     return a;
 }
@@ -233,11 +238,11 @@ void alloc_destroy(struct alloc *a, const char *why)
         *pp = a->hnext;
     wheel_unlink(t, a);
     t->count--;
-    stats_sub(&t->env.stats->allocations, 1);
+    stats_sub(&t->env.stats->allocations[a->stats_realm], 1);
     stats_sub(&t->env.stats->relay_sockets, a->n_relay);
     for (unsigned i = 0; i < a->n_relay; i++)
         alloc_relay_close(&a->relay[i]);
-    quota_release(t->env.quota, a->user, a->user_len);
+    quota_release(t->env.quota, a->realm_name, a->realm_len, a->user, a->user_len);
     /* the owner logs the end, with what only it knows (transport, realm) */
     if (t->env.on_death)
         t->env.on_death(t->env.death_arg, a, why);

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "server/core/realm.h"
 #include "server/relay/relay.h"
 
 struct event;
@@ -93,7 +94,13 @@ struct alloc {
     uint64_t sid;      /* node-unique id in published statistics (turn/) */
     bool quota_shared; /* counted in the Redis user quota set (turn/) */
     uint8_t alg;      /* enum auth_alg of the key */
-    uint8_t key[32];  /* long-term key, to sign answers */
+    uint8_t key_len;  /* of key */
+    bool oauth;       /* made with an RFC 7635 token: key is the token's MAC key */
+    uint8_t realm;       /* index in env.realms (found again by name after a reload) */
+    uint8_t stats_realm; /* its metrics series (stats.h) */
+    uint8_t realm_len;
+    char realm_name[REALM_NAME_MAX + 1];
+    uint8_t key[32];  /* the key its requests are signed with (turn/) */
     /* Permissions and channels grow in small steps up to their maxima: a
      * typical WebRTC allocation has one or two of each, so an idle
      * allocation stays small (owned; freed with the allocation). */
@@ -132,13 +139,14 @@ size_t relay_table_count(const struct relay_table *t);
 struct alloc *alloc_table_find(struct relay_table *t, const void *conn,
                                const struct sockaddr *client);
 
-/* Create with relay sockets already opened by the caller (relay[] filled).
+/* Create with relay sockets already opened by the caller (relay[] filled),
+ * in realm (an index of env.realms, holding its quota already).
  * Returns NULL on out-of-memory (the caller closes its sockets). */
 struct alloc *alloc_create(struct relay_table *t, const struct client_ops *ops, void *conn,
                            void *owner, const struct sockaddr *client,
                            const struct sockaddr *local, const struct relay *relays,
-                           unsigned n_relay, uint32_t lifetime, const char *user,
-                           size_t user_len);
+                           unsigned n_relay, uint32_t lifetime, unsigned realm,
+                           const char *user, size_t user_len);
 void alloc_destroy(struct alloc *a, const char *why);
 void alloc_set_lifetime(struct alloc *a, uint32_t lifetime);
 

@@ -1,7 +1,8 @@
 /*
- * quota.c - see quota.h. Users are counted in a chained hash table; an entry
- * is freed when its count drops to zero, so the table never holds more
- * entries than there are live allocations.
+ * quota.c - see quota.h. Users (keyed by realm, NUL, user) and realms
+ * (keyed by realm alone) are counted in one chained hash table, told apart
+ * by the key; an entry is freed when its count drops to zero, so the table
+ * never holds more entries than twice the live allocations.
  */
 #include "server/relay/quota.h"
 
@@ -11,13 +12,14 @@
 #include <string.h>
 
 #define QUOTA_BUCKETS 4096
+#define QUOTA_KEY 1024 /* realm, NUL, user name */
 
-/* One user's count; owned by the table. */
+/* One user's or one realm's count; owned by the table. */
 struct quota_user {
     struct quota_user *next;
     unsigned count;
     size_t len;
-    char name[];
+    char name[]; /* "realm\0user" or "realm" */
 };
 
 /* Owns its users; created once by main, shared by workers. */
@@ -58,49 +60,90 @@ void quota_free(struct quota *q)
     free(q);
 }
 
-static struct quota_user **find(struct quota *q, const char *user, size_t len)
+static struct quota_user **find(struct quota *q, const char *key, size_t len)
 {
-    struct quota_user **pp = &q->buckets[name_hash(user, len)];
-    while (*pp && ((*pp)->len != len || memcmp((*pp)->name, user, len) != 0))
+    struct quota_user **pp = &q->buckets[name_hash(key, len)];
+    while (*pp && ((*pp)->len != len || memcmp((*pp)->name, key, len) != 0))
         pp = &(*pp)->next;
     return pp;
 }
 
-int quota_acquire(struct quota *q, const char *user, size_t len, unsigned user_quota,
-                  unsigned total_quota)
+/* The entry of key, made with a count of 0 if new; NULL out of memory. */
+static struct quota_user *entry(struct quota *q, const char *key, size_t len)
 {
-    int rc = -1;
-    pthread_mutex_lock(&q->lock);
-    if (total_quota && q->total >= total_quota)
-        goto out;
-    struct quota_user **pp = find(q, user, len);
+    struct quota_user **pp = find(q, key, len);
     if (!*pp) {
         *pp = calloc(1, sizeof **pp + len);
         if (!*pp)
-            goto out;
-        memcpy((*pp)->name, user, len);
+            return NULL;
+        memcpy((*pp)->name, key, len);
         (*pp)->len = len;
     }
-    if (user_quota && (*pp)->count >= user_quota)
-        goto out;
-    (*pp)->count++;
-    q->total++;
-    rc = 0;
-out:
+    return *pp;
+}
+
+static void drop(struct quota *q, const char *key, size_t len)
+{
+    struct quota_user **pp = find(q, key, len);
+    if (*pp && --(*pp)->count == 0) {
+        struct quota_user *u = *pp;
+        *pp = u->next;
+        free(u);
+    }
+}
+
+/* "realm\0user" into buf (AUTH_MAX_USERNAME and the realm bound fit). */
+static size_t user_key(char *buf, size_t cap, const char *realm, size_t rlen, const char *user,
+                       size_t len)
+{
+    if (rlen + 1 + len > cap)
+        return 0;
+    memcpy(buf, realm, rlen);
+    buf[rlen] = 0;
+    memcpy(buf + rlen + 1, user, len);
+    return rlen + 1 + len;
+}
+
+int quota_acquire(struct quota *q, const char *realm, size_t realm_len, const char *user,
+                  size_t len, unsigned user_quota, unsigned total_quota)
+{
+    char key[QUOTA_KEY];
+    size_t klen = user_key(key, sizeof key, realm, realm_len, user, len);
+    if (!klen)
+        return -1;
+    int rc = -1;
+    pthread_mutex_lock(&q->lock);
+    struct quota_user *r = entry(q, realm, realm_len);
+    struct quota_user *u = r ? entry(q, key, klen) : NULL;
+    if (u && (!total_quota || r->count < total_quota) && (!user_quota || u->count < user_quota)) {
+        r->count++;
+        u->count++;
+        q->total++;
+        rc = 0;
+    } else {
+        /* entries made for this attempt go again: count them in, then out */
+        if (r) {
+            r->count++;
+            drop(q, realm, realm_len);
+        }
+        if (u) {
+            u->count++;
+            drop(q, key, klen);
+        }
+    }
     pthread_mutex_unlock(&q->lock);
     return rc;
 }
 
-void quota_release(struct quota *q, const char *user, size_t len)
+void quota_release(struct quota *q, const char *realm, size_t realm_len, const char *user,
+                   size_t len)
 {
+    char key[QUOTA_KEY];
+    size_t klen = user_key(key, sizeof key, realm, realm_len, user, len);
     pthread_mutex_lock(&q->lock);
-    struct quota_user **pp = find(q, user, len);
-    if (*pp) {
-        if (--(*pp)->count == 0) {
-            struct quota_user *u = *pp;
-            *pp = u->next;
-            free(u);
-        }
+    if (klen && *find(q, key, klen)) {
+        drop(q, key, klen);
+        drop(q, realm, realm_len);
         q->total--;
     }
     pthread_mutex_unlock(&q->lock);

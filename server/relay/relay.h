@@ -25,7 +25,7 @@ struct event_base;
 struct conf;
 struct clock_scaled;
 struct worker_stats;
-struct limits;
+struct realm_set;
 struct quota;
 struct alloc;
 
@@ -38,7 +38,7 @@ struct relay_env {
     const struct conf *conf;     /* relay ports, time scale */
     struct clock_scaled *clock;  /* the worker's TURN clock */
     struct worker_stats *stats;
-    const struct limits *limits; /* max_bps, read per packet */
+    const struct realm_set *realms; /* each realm's max_bps, read per packet */
     struct quota *quota;         /* released when an allocation ends */
     /* An allocation is ending (before it is freed): the owner forgets it. */
     void (*on_death)(void *arg, struct alloc *a, const char *why);

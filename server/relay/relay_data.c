@@ -16,7 +16,7 @@
 #include "conf/conf.h"
 #include "proto/stun.h"
 #include "server/core/clock.h"
-#include "server/core/core.h"
+#include "server/core/realm.h"
 #include "server/core/famine.h"
 #include "server/core/net.h"
 #include "server/core/stats.h"
@@ -77,7 +77,7 @@ static bool bandwidth_refill_take(struct alloc *a, size_t len, uint64_t rate)
 /* Inline so that the common case, no limit, costs one load and a branch. */
 static inline bool bandwidth_take(struct alloc *a, size_t len)
 {
-    uint64_t rate = a->t->env.limits->max_bps;
+    uint64_t rate = a->t->env.realms->r[a->realm].now.max_bps;
     return !rate || bandwidth_refill_take(a, len, rate);
 }
 
@@ -105,8 +105,8 @@ static void relay_to_peer(struct alloc *a, const struct sockaddr *peer, const ui
     if (sendto(r->fd, data, len, MSG_DONTWAIT, peer, net_addr_len(peer)) >= 0) {
         a->bytes_out += len;
         a->pkts_out++;
-        stats_add(&st->bytes[STATS_TO_PEER], len);
-        stats_add(&st->packets[STATS_TO_PEER], 1);
+        stats_add(&st->bytes[a->stats_realm][STATS_TO_PEER], len);
+        stats_add(&st->packets[a->stats_realm][STATS_TO_PEER], 1);
     } else {
         stats_add(&st->drops[STATS_DROP_SEND_FAILED], 1);
     }
@@ -182,8 +182,8 @@ static void count_to_client(struct alloc *a, size_t len, bool sent)
     if (sent) {
         a->bytes_in += len;
         a->pkts_in++;
-        stats_add(&st->bytes[STATS_TO_CLIENT], len);
-        stats_add(&st->packets[STATS_TO_CLIENT], 1);
+        stats_add(&st->bytes[a->stats_realm][STATS_TO_CLIENT], len);
+        stats_add(&st->packets[a->stats_realm][STATS_TO_CLIENT], 1);
     } else {
         stats_add(&st->drops[STATS_DROP_SEND_FAILED], 1);
     }

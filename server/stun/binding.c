@@ -95,7 +95,7 @@ static size_t binding_count_answer(const struct binding_env *env, unsigned metho
                                    size_t len)
 {
     if (env->stats && len)
-        stats_request(env->stats, method, code);
+        stats_request(env->stats, 0, method, code);
     return len;
 }
 

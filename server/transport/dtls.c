@@ -218,7 +218,8 @@ static SSL *ep_listener(struct dtls_ep *ep)
     if (ep->listener)
         return ep->listener;
     pthread_once(&out_once, out_method_init);
-    SSL_CTX *ctx = tls_server_ctx(ep->t->env.tls, true);
+    SSL_CTX *ctx = tls_server_ctx(ep->t->env.tls, true,
+                                  transport_listen_realm(ep->t->env.conf, CONF_DTLS, &ep->addr));
     if (!ctx || !out_method) {
         SSL_CTX_free(ctx);
         return NULL;
@@ -277,6 +278,7 @@ static struct dtls_session *session_adopt(struct dtls_ep *ep)
     s->env.stats = t->env.stats;
     turn_session_init(&s->ts, t->env.turn, &dtls_client_ops, s,
                       (const struct sockaddr *)&s->env.local, true, STATS_DTLS);
+    turn_session_set_realm(&s->ts, transport_listen_realm(cf, CONF_DTLS, &ep->addr));
     s->deadline_ms = clock_mono_ms() + (uint64_t)cf->handshake_timeout * 1000u;
     struct dtls_session **pp = session_slot(ep, &s->peer.id.peer);
     s->next = *pp;
@@ -299,6 +301,7 @@ static int session_run(struct dtls_session *s)
         }
         s->established = true;
         s->deadline_ms = clock_mono_ms() + (uint64_t)ep->t->env.conf->idle_timeout * 1000u;
+        transport_sni_realm(ep->t->env.conf, s->ssl, &s->ts);
     }
     for (;;) {
         int n = SSL_read(s->ssl, ep->buf, sizeof ep->buf);

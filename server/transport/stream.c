@@ -147,6 +147,9 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
         if (c->handshake)
             event_free(c->handshake);
         c->handshake = NULL;
+        SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+        if (ssl)
+            transport_sni_realm(c->t->env.conf, ssl, &c->ts);
         conn_set_timeout(c, c->t->env.conf->idle_timeout);
         return;
     }
@@ -230,12 +233,14 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
     c->env.stats = t->env.stats;
     turn_session_init(&c->ts, t->env.turn, &stream_client_ops, c,
                       (const struct sockaddr *)&c->env.local, true, sl->tls ? STATS_TLS : STATS_TCP);
+    const char *realm = transport_listen_realm(cf, sl->tls ? CONF_TLS : CONF_TCP, &sl->addr);
+    turn_session_set_realm(&c->ts, realm);
     socklen_t ll = sizeof c->env.local;
     if (getsockname(fd, (struct sockaddr *)&c->env.local, &ll) < 0)
         c->env.local = sl->addr;
 
     if (sl->tls) {
-        SSL_CTX *ctx = tls_server_ctx(t->env.tls, false);
+        SSL_CTX *ctx = tls_server_ctx(t->env.tls, false, realm);
         SSL *ssl = ctx ? SSL_new(ctx) : NULL;
         SSL_CTX_free(ctx);
         struct timeval tv = { .tv_sec = cf->handshake_timeout };

@@ -6,11 +6,13 @@
 #ifndef TERN_SERVER_TRANSPORT_TRANSPORT_INT_H
 #define TERN_SERVER_TRANSPORT_TRANSPORT_INT_H
 
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 
 #include "conf/conf.h"
 #include "server/transport/transport.h"
+#include "server/turn/turn.h"
 
 #define TRANSPORT_MAX_UDP (CONF_MAX_LISTEN * 4) /* RFC 5780: four per listener */
 
@@ -40,6 +42,13 @@ struct transport {
 size_t transport_listen_addrs(const struct conf *c, const struct conf_listen *l,
                               struct sockaddr_storage out[4]);
 /* Is this listen entry in the configuration the transport now has? */
+/* The realm of the listener of this protocol on addr (its first address),
+ * "" when it names none. */
+const char *transport_listen_realm(const struct conf *c, enum conf_proto proto,
+                                   const struct sockaddr_storage *addr);
+/* After a handshake: a session not pinned to a realm by its listener goes
+ * to the realm whose hosts hold the SNI name the client asked for. */
+void transport_sni_realm(const struct conf *c, SSL *ssl, struct turn_session *ts);
 bool transport_wants(const struct transport *t, enum conf_proto proto,
                      const struct sockaddr_storage *addrs, size_t n);
 

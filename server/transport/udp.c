@@ -303,6 +303,7 @@ int udp_listen(struct transport *t, const struct sockaddr_storage *addrs, size_t
         s->env.stats = t->env.stats;
         turn_session_init(&s->ts, t->env.turn, &udp_client_ops, s,
                           (const struct sockaddr *)&s->env.local, false, STATS_UDP);
+        turn_session_set_realm(&s->ts, transport_listen_realm(c, CONF_UDP, &addrs[0]));
         const struct sockaddr *sa = (const struct sockaddr *)&addrs[i];
         s->wildcard = net_addr_is_any(sa);
         s->fd = net_socket_bind(sa, SOCK_DGRAM);
@@ -367,6 +368,7 @@ void udp_reconfigure(struct transport *t)
             if (keep) {
                 m->env.software = c->software;
                 m->env.software_len = strlen(c->software);
+                turn_session_set_realm(&m->ts, transport_listen_realm(c, CONF_UDP, &s->env.addrs[0]));
                 t->udp[kept++] = m;
             } else {
                 udp_sock_free(m, "listener removed by a reload");

@@ -38,6 +38,28 @@ size_t transport_listen_addrs(const struct conf *c, const struct conf_listen *l,
     return 1;
 }
 
+const char *transport_listen_realm(const struct conf *c, enum conf_proto proto,
+                                   const struct sockaddr_storage *addr)
+{
+    for (size_t i = 0; i < c->n_listen; i++)
+        if (c->listen[i].proto == proto &&
+            net_addr_equal((const struct sockaddr *)&c->listen[i].addr,
+                           (const struct sockaddr *)addr))
+            return c->listen[i].realm;
+    return "";
+}
+
+void transport_sni_realm(const struct conf *c, SSL *ssl, struct turn_session *ts)
+{
+    const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    int r = host && !ts->realm[0] ? conf_realm_by_host(c, host) : -1;
+    if (r <= 0)
+        return;
+    struct conf_realm_view v;
+    conf_realm_get(c, (size_t)r, &v);
+    turn_session_set_realm(ts, v.name);
+}
+
 bool transport_wants(const struct transport *t, enum conf_proto proto,
                      const struct sockaddr_storage *addrs, size_t n)
 {

@@ -4,6 +4,7 @@
 #include "server/turn/park.h"
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,6 +102,7 @@ static void park_free(struct turn_park *p)
 {
     cluster_ask_cancel(p->ask);
     park_unlink(p);
+    OPENSSL_cleanse(p, sizeof *p); /* keys: its own, or a token's */
     free(p);
 }
 
@@ -166,11 +168,54 @@ static void on_keys(void *arg, const struct cluster_keys *k)
     park_mark_ready(p);
 }
 
+static void on_origin(void *arg, const struct cluster_origin *o)
+{
+    struct turn_park *p = arg;
+    p->ans.origin = *o;
+    park_mark_ready(p);
+}
+
+static void on_oauth(void *arg, const struct cluster_oauth *o)
+{
+    struct turn_park *p = arg;
+    p->ans.oauth = *o;
+    park_mark_ready(p);
+}
+
 static void on_quota(void *arg, enum cluster_quota_status status)
 {
     struct turn_park *p = arg;
     p->ans.quota = status;
     park_mark_ready(p);
+}
+
+int park_origin(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
+                const struct sockaddr *client, const struct turn_auth *au, const char *origin,
+                size_t len, park_resume_fn resume)
+{
+    struct turn_park *p = park_new(pt, s, m, client, au, resume);
+    if (!p)
+        return -1;
+    p->ask = cluster_origin_ask(pt->svc->env.cluster, origin, len, on_origin, p);
+    if (!p->ask) {
+        park_free(p);
+        return -1;
+    }
+    return 0;
+}
+
+int park_oauth(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
+               const struct sockaddr *client, const struct turn_auth *au, park_resume_fn resume)
+{
+    struct turn_park *p = park_new(pt, s, m, client, au, resume);
+    if (!p)
+        return -1;
+    p->ask = cluster_oauth_ask(pt->svc->env.cluster, au->user, au->user_len, on_oauth, p);
+    if (!p->ask) {
+        park_free(p);
+        return -1;
+    }
+    return 0;
 }
 
 int park_keys(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
@@ -180,8 +225,8 @@ int park_keys(struct park_table *pt, struct turn_session *s, const struct stun_m
     struct turn_park *p = park_new(pt, s, m, client, au, resume);
     if (!p)
         return -1;
-    p->ask = cluster_keys_ask(pt->svc->env.cluster, au->user, au->user_len, au->alg, now,
-                              on_keys, p);
+    p->ask = cluster_keys_ask(pt->svc->env.cluster, au->realm, au->user, au->user_len, au->alg,
+                              now, on_keys, p);
     if (!p->ask) {
         park_free(p);
         return -1;
@@ -197,8 +242,9 @@ int park_quota(struct park_table *pt, struct turn_session *s, const struct stun_
     if (!p)
         return -1;
     p->ans.sid = sid;
-    p->ask = cluster_quota_ask(pt->svc->env.cluster, au->user, au->user_len, sid, lifetime_s,
-                               limit, on_quota, p);
+    const struct realm *r = turn_realm(pt->svc, au->realm);
+    p->ask = cluster_quota_ask(pt->svc->env.cluster, r->name, r->len, au->user, au->user_len,
+                               sid, lifetime_s, limit, on_quota, p);
     if (!p->ask) {
         park_free(p);
         return -1;
@@ -218,7 +264,9 @@ static void park_resume(struct park_table *pt, struct turn_park *p)
     struct turn_session *s = p->s;
     const struct sockaddr *client = (const struct sockaddr *)&p->client;
     struct stun_msg m;
-    if (stun_msg_decode(&m, p->msg, p->len) < 0)
+    /* Realm indexes changed under it (a reload): let the client's
+     * retransmission start over rather than land in another realm. */
+    if (p->au.epoch != pt->svc->realm_epoch || stun_msg_decode(&m, p->msg, p->len) < 0)
         return;
     size_t len = p->resume(s, &m, client, &p->au, &p->ans, pt->out, sizeof pt->out);
     if (!len)
@@ -242,6 +290,7 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
          * (park again, end its allocation), this one is done. */
         park_unlink(p);
         park_resume(pt, p);
+        OPENSSL_cleanse(p, sizeof *p);
         free(p);
     }
 }
@@ -249,6 +298,8 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
 static void park_fail(struct turn_park *p)
 {
     cluster_ask_cancel(p->ask);
+    p->ans.origin.status = CLUSTER_ORIGIN_FAILED;
+    p->ans.oauth.status = CLUSTER_KEYS_FAILED;
     p->ans.keys.status = CLUSTER_KEYS_FAILED;
     p->ans.quota = CLUSTER_QUOTA_FAILED;
     park_mark_ready(p);

@@ -1,6 +1,7 @@
 /*
- * park.h - TURN requests waiting for Redis: a credentials lookup (cache
- * miss) or the cross-node user quota of an Allocate.
+ * park.h - TURN requests waiting for Redis: the realm of an ORIGIN (origin
+ * map), a credentials lookup (cache miss) or the cross-node user quota of
+ * an Allocate.
  *
  * A parked request is owned by the worker's park table and listed in its
  * session's list; it holds a copy of the message, its cluster question
@@ -13,7 +14,8 @@
  * the session's client_ops and keeps it in the transaction cache. Ending a session cancels its questions and
  * frees its parked requests, so no answer can reach a session that is gone.
  * A request not answered within PARK_TIMEOUT_MS stops waiting: credentials
- * get 500, a quota question is decided locally.
+ * get 500, a quota question is decided locally, an origin stays in the
+ * default realm.
  */
 #ifndef TERN_SERVER_TURN_PARK_H
 #define TERN_SERVER_TURN_PARK_H
@@ -40,6 +42,8 @@ struct park_table;
 
 /* What a parked request waited for. */
 struct park_answer {
+    struct cluster_origin origin;    /* park_origin: FAILED after the timeout */
+    struct cluster_oauth oauth;      /* park_oauth: FAILED after the timeout */
     struct cluster_keys keys;        /* park_keys: FAILED after the timeout */
     enum cluster_quota_status quota; /* park_quota: FAILED after the timeout */
     uint64_t sid;                    /* park_quota: the member asked for */
@@ -61,8 +65,17 @@ void park_table_free(struct park_table *pt);
  * retransmission is neither run again nor asked again. */
 bool park_find(const struct park_table *pt, const struct turn_session *s,
                const struct sockaddr *client, const uint8_t *tid);
-/* Park m until the keys of au->user (alg au->alg) are in. 0, or -1 when it
- * cannot wait (answer 500). */
+/* Park m until the origin map says which realm origin is in. 0, or -1 when
+ * it cannot wait (the default realm). */
+int park_origin(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
+                const struct sockaddr *client, const struct turn_auth *au, const char *origin,
+                size_t len, park_resume_fn resume);
+/* Park m until Redis says what the AS-RS key of kid au->user is. 0, or -1
+ * when it cannot wait (answer 500). */
+int park_oauth(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
+               const struct sockaddr *client, const struct turn_auth *au, park_resume_fn resume);
+/* Park m until the keys of au->user (realm au->realm, alg au->alg) are in.
+ * 0, or -1 when it cannot wait (answer 500). */
 int park_keys(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
               const struct sockaddr *client, const struct turn_auth *au, uint64_t now,
               park_resume_fn resume);

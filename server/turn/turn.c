@@ -54,10 +54,21 @@ void turn_free(struct turn *t)
     free(t);
 }
 
-void turn_reconfigure(struct turn *t, const struct conf *conf, const struct auth_store *auth)
+/* An allocation finds its realm again in the refilled set (realm.h). */
+static void alloc_find_realm(struct alloc *a, void *arg)
+{
+    const struct realm_set *rs = arg;
+    int i = realm_set_find(rs, a->realm_name, a->realm_len);
+    a->realm = (uint8_t)(i < 0 ? 0 : i);
+}
+
+void turn_reconfigure(struct turn *t, const struct conf *conf, const struct auth_realms *auth)
 {
     t->env.conf = conf;
     t->env.auth = auth;
+    t->realm_epoch++;
+    if (t->env.relay)
+        relay_table_foreach(t->env.relay, alloc_find_realm, t->env.realms);
     size_t n_host = t->policy.n_host;
     struct sockaddr_in6 host[POLICY_MAX_HOST];
     memcpy(host, t->policy.host, n_host * sizeof host[0]);
@@ -101,6 +112,15 @@ void turn_session_init(struct turn_session *s, struct turn *svc, const struct cl
     s->transport = (uint8_t)transport;
 }
 
+void turn_session_set_realm(struct turn_session *s, const char *realm)
+{
+    size_t n = realm ? strlen(realm) : 0;
+    if (n > REALM_NAME_MAX)
+        n = 0;
+    memcpy(s->realm, realm ? realm : "", n);
+    s->realm[n] = 0;
+}
+
 void turn_session_end(struct turn_session *s, const char *why)
 {
     park_session_end(s);
@@ -113,7 +133,8 @@ void turn_session_end(struct turn_session *s, const char *why)
 void turn_alloc_report(struct alloc *a, bool total, struct cluster_alloc *out)
 {
     /* coturn's counters: received from the client, sent to it */
-    *out = (struct cluster_alloc){ .user = a->user, .user_len = a->user_len, .sid = a->sid,
+    *out = (struct cluster_alloc){ .user = a->user, .user_len = a->user_len,
+                                   .realm = a->realm_name, .realm_len = a->realm_len, .sid = a->sid,
                                    .quota_shared = a->quota_shared,
                                    .rcvp = a->pkts_out, .rcvb = a->bytes_out,
                                    .sentp = a->pkts_in, .sentb = a->bytes_in };
@@ -142,9 +163,9 @@ void turn_log_session(const struct turn *t, const struct alloc *a, const char *w
         relay[n++] = ',';
         net_addr_format((const struct sockaddr *)&a->relay[1].reported, relay + n, sizeof relay - n);
     }
-    const char *realm = t->env.conf->realm;
     struct log_kv kv[12] = {
-        LOG_STR("id", id), LOG_STRN("user", a->user, a->user_len), LOG_STR("realm", realm),
+        LOG_STR("id", id), LOG_STRN("user", a->user, a->user_len),
+        LOG_STRN("realm", a->realm_name, a->realm_len),
         LOG_STR("client", client), LOG_STR("transport", transports[s ? s->transport & 3 : 0]),
         LOG_STR("relay", relay),
     };

@@ -23,14 +23,14 @@
 #include <sys/socket.h>
 
 #include "proto/stun.h"
+#include "server/core/realm.h"
 #include "server/relay/alloc.h"
 
 struct event_base;
 struct conf;
 struct worker_stats;
 struct clock_scaled;
-struct limits;
-struct auth_store;
+struct auth_realms;
 struct quota;
 struct reserve;
 struct cluster;
@@ -61,6 +61,10 @@ struct turn_session {
     uint8_t transport; /* enum stats_transport, for logs and ternctl */
     struct alloc *alloc;           /* that allocation, or NULL */
     struct turn_park *parked;      /* this session's parked requests */
+    /* The realm of every request here, when the transport knows it (the
+     * listener's realm, the TLS SNI host's); "" lets each request's
+     * ORIGIN decide. A name, not an index: the session outlives reloads. */
+    char realm[REALM_NAME_MAX + 1];
 };
 
 /*
@@ -75,8 +79,8 @@ struct turn_env {
     const struct conf *conf;
     struct worker_stats *stats;
     struct clock_scaled *clock;
-    const struct limits *limits;
-    const struct auth_store *auth;
+    struct realm_set *realms;        /* the worker's realms and their limits */
+    const struct auth_realms *auth;  /* static users and secrets, by realm */
     const uint8_t *nonce_key;        /* 32 bytes */
     struct relay_table *relay;
     struct quota *quota;
@@ -93,10 +97,12 @@ void turn_set_relay(struct turn *t, struct relay_table *relay);
 void turn_on_alloc_death(void *svc, struct alloc *a, const char *why);
 /* Every session must have ended before. */
 void turn_free(struct turn *t);
-/* A new configuration (reload), on the worker's thread: read from now on
- * (the peer policy is rebuilt and the host's addresses re-read; limits of
- * allocations already made stay). conf and auth outlive their use. */
-void turn_reconfigure(struct turn *t, const struct conf *conf, const struct auth_store *auth);
+/* A new configuration (reload), on the worker's thread, after its realm set
+ * was refilled: read from now on (the peer policy is rebuilt and the host's
+ * addresses re-read; allocations find their realm again by name, or fall
+ * to the default realm when theirs is gone). conf and auth outlive their
+ * use. */
+void turn_reconfigure(struct turn *t, const struct conf *conf, const struct auth_realms *auth);
 /* Redis appears, goes or is replaced (reload): requests waiting for the
  * old one resume as if it had failed. */
 void turn_set_cluster(struct turn *t, struct cluster *c);
@@ -106,6 +112,8 @@ void turn_refresh_host(struct turn *t);
 void turn_session_init(struct turn_session *s, struct turn *svc, const struct client_ops *ops,
                        void *conn, const struct sockaddr *local, bool one_alloc,
                        unsigned transport);
+/* Pin the session's requests to a realm (by name; "" or NULL: none). */
+void turn_session_set_realm(struct turn_session *s, const char *realm);
 /* The session is going away: its parked requests are cancelled (never
  * answered) and its allocation ends (RFC 8656 section 3.1). */
 void turn_session_end(struct turn_session *s, const char *why);

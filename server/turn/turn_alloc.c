@@ -109,7 +109,8 @@ static int relay_open_family(struct turn_session *s, int family, bool even, bool
     return 508;
 }
 
-uint32_t turn_lifetime(const struct turn *t, const struct stun_msg *m, bool allocate)
+uint32_t turn_lifetime(const struct turn *t, const struct stun_msg *m,
+                       const struct turn_auth *au, bool allocate)
 {
     unsigned max = t->env.conf->max_lifetime;
     const struct stun_attr *la = stun_attr_find(m, STUN_ATTR_LIFETIME);
@@ -118,6 +119,12 @@ uint32_t turn_lifetime(const struct turn *t, const struct stun_msg *m, bool allo
         stun_attr_get_u32(m, la, &want);
         if (allocate && want < ALLOC_DEFAULT_LIFETIME)
             want = ALLOC_DEFAULT_LIFETIME; /* RFC 8656 section 7.2 */
+    }
+    if (au->oauth && au->token_left != UINT32_MAX) {
+        /* RFC 7635 section 6.2: not beyond the token (in the TURN clock) */
+        uint64_t left = (uint64_t)au->token_left * t->env.conf->time_scale;
+        if (left < max)
+            max = (unsigned)left;
     }
     return want > max ? max : want;
 }
@@ -129,7 +136,7 @@ static size_t reply_alternate(struct turn *t, const struct stun_msg *m,
     const struct conf *c = t->env.conf;
     const struct sockaddr *alt =
         (const struct sockaddr *)&c->alternate_servers[t->alternate_next++ % c->n_alternate_servers];
-    stats_request(t->env.stats, m->method, 300);
+    stats_request(t->env.stats, turn_realm_stats(t, au->realm), m->method, 300);
     struct stun_enc e;
     turn_enc_start(&e, m, STUN_CLASS_ERROR, out, cap);
     if (stun_enc_add_error(&e, 300, NULL) < 0 || stun_enc_add_addr(&e, STUN_ATTR_ALTERNATE_SERVER, alt) < 0)
@@ -157,6 +164,7 @@ static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
     struct turn *t = s->svc;
     struct alloc_req r;
     bool shared = q == CLUSTER_QUOTA_GRANTED;
+    const struct realm *rl = turn_realm(t, au->realm);
     int code = alloc_req_parse(m, &r);
     /* While this one waited, another Allocate may have made the 5-tuple's
      * allocation. */
@@ -164,12 +172,12 @@ static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
         code = 437;
     if (!code && q == CLUSTER_QUOTA_FULL)
         code = 486;
-    if (!code && quota_acquire(t->env.quota, au->user, au->user_len,
-                               t->env.limits->user_quota, t->env.limits->total_quota) < 0)
+    if (!code && quota_acquire(t->env.quota, rl->name, rl->len, au->user, au->user_len,
+                               rl->now.user_quota, rl->now.total_quota) < 0)
         code = 486;
     if (code) {
         if (shared)
-            cluster_quota_release(t->env.cluster, au->user, au->user_len, sid);
+            cluster_quota_release(t->env.cluster, rl->name, rl->len, au->user, au->user_len, sid);
         return turn_reply_error(t, m, code, au, out, cap);
     }
 
@@ -201,18 +209,19 @@ static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
             }
         }
     }
-    uint32_t lifetime = turn_lifetime(t, m, true);
+    uint32_t lifetime = turn_lifetime(t, m, au, true);
     struct alloc *a = code ? NULL
                            : alloc_create(t->env.relay, s->ops, s->conn, s, client, s->local,
-                                          relays, n_relay, lifetime, au->user, au->user_len);
+                                          relays, n_relay, lifetime,
+                                          (unsigned)(rl - t->env.realms->r), au->user, au->user_len);
     if (!a) {
         for (unsigned i = 0; i < n_relay; i++)
             alloc_relay_close(&relays[i]);
         if (next_fd >= 0)
             close(next_fd);
-        quota_release(t->env.quota, au->user, au->user_len);
+        quota_release(t->env.quota, rl->name, rl->len, au->user, au->user_len);
         if (shared)
-            cluster_quota_release(t->env.cluster, au->user, au->user_len, sid);
+            cluster_quota_release(t->env.cluster, rl->name, rl->len, au->user, au->user_len, sid);
         if (!code)
             code = 508;
         char cs[NET_ADDRSTRLEN];
@@ -223,7 +232,9 @@ static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
     a->sid = sid;
     a->quota_shared = shared;
     memcpy(a->key, au->key, au->key_len);
+    a->key_len = (uint8_t)au->key_len;
     a->alg = (uint8_t)au->alg;
+    a->oauth = au->oauth;
     if (alloc_relay_start(a) < 0) {
         alloc_destroy(a, "out of memory");
         return turn_reply_error(t, m, 508, au, out, cap);
@@ -246,8 +257,8 @@ static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
         have_token = reserve_put(t->env.resv, next_fd, (struct sockaddr *)&next, token) == 0;
     }
 
-    stats_request(t->env.stats, m->method, 0);
-    stats_add(&t->env.stats->allocations_created, 1);
+    stats_request(t->env.stats, a->stats_realm, m->method, 0);
+    stats_add(&t->env.stats->allocations_created[a->stats_realm], 1);
     if (t->env.cluster) {
         struct cluster_alloc ca;
         turn_alloc_report(a, false, &ca);
@@ -309,10 +320,10 @@ enum turn_verdict turn_allocate(struct turn_session *s, const struct stun_msg *m
      * only this process's count applies. */
     enum cluster_quota_status q = CLUSTER_QUOTA_FAILED;
     uint64_t sid = next_sid(t);
-    if (t->env.limits->user_quota && cluster_up(t->env.cluster)) {
-        uint32_t real = turn_lifetime(t, m, true) / c->time_scale + 1;
-        if (park_quota(t->park, s, m, client, au, sid, real, t->env.limits->user_quota,
-                       resume_quota) == 0)
+    unsigned user_quota = turn_realm(t, au->realm)->now.user_quota;
+    if (user_quota && cluster_up(t->env.cluster)) {
+        uint32_t real = turn_lifetime(t, m, au, true) / c->time_scale + 1;
+        if (park_quota(t->park, s, m, client, au, sid, real, user_quota, resume_quota) == 0)
             return TURN_PARKED;
     }
     *len = allocate_quota(s, m, client, au, q, sid, out, cap);

@@ -2,8 +2,9 @@
  * turn_auth.c - long-term authentication of TURN requests (RFC 8489 section
  * 9.2.4), and the answers to requests that did not authenticate.
  *
- * Keys are tried source by source, first match wins: the configuration's
- * static users and REST secrets (auth/), then what Redis holds (cluster/):
+ * Everything happens in the request's realm (turn_realm.c). Keys are tried
+ * source by source, first match wins: the realm's static users and REST
+ * secrets from the configuration (auth/), then what Redis holds (cluster/):
  * the cache, or a question that parks the request. A credential that fails
  * against the configuration goes on to Redis, so a REST credential signed
  * with a secret kept only in Redis authenticates although auth.secrets also
@@ -45,9 +46,10 @@ static int try_keys(const struct stun_msg *m, uint8_t keys[][32], int n, struct 
 /* The attributes of a request with credentials: 0 (au's user, alg, sha256
  * and key_len set) or the error code. */
 static int auth_parse(struct turn *t, const struct stun_msg *m, const struct sockaddr *client,
-                      struct turn_auth *au)
+                      bool any_realm, struct turn_auth *au)
 {
-    const struct conf *c = t->env.conf;
+    const struct realm *r = turn_realm(t, au->realm);
+    const struct auth_store *store = auth_realms_store(t->env.auth, au->realm);
     if (m->integrity < 0 && m->integrity256 < 0)
         return 401;
     const struct stun_attr *un = stun_attr_find(m, STUN_ATTR_USERNAME);
@@ -56,7 +58,7 @@ static int auth_parse(struct turn *t, const struct stun_msg *m, const struct soc
     const struct stun_attr *nonce = stun_attr_find(m, STUN_ATTR_NONCE);
     if ((!un && !uh) || !realm || !nonce)
         return 400;
-    if (realm->len != strlen(c->realm) || memcmp(m->buf + realm->off, c->realm, realm->len) != 0)
+    if (!any_realm && (realm->len != r->len || memcmp(m->buf + realm->off, r->name, realm->len) != 0))
         return 401;
     if (auth_nonce_check(t->env.nonce_key, client, (const char *)m->buf + nonce->off, nonce->len,
                          (uint64_t)time(NULL)) < 0)
@@ -82,7 +84,7 @@ static int auth_parse(struct turn *t, const struct stun_msg *m, const struct soc
     } else {
         if (uh->len != 32)
             return 400;
-        const struct auth_user *u = auth_store_find_userhash(t->env.auth, m->buf + uh->off);
+        const struct auth_user *u = store ? auth_store_find_userhash(store, m->buf + uh->off) : NULL;
         if (!u)
             return 401;
         au->user = u->name;
@@ -94,15 +96,29 @@ static int auth_parse(struct turn *t, const struct stun_msg *m, const struct soc
 }
 
 enum turn_auth_step turn_authenticate(struct turn *t, const struct stun_msg *m,
-                                      const struct sockaddr *client, struct turn_auth *au,
-                                      int *code)
+                                      const struct sockaddr *client, const struct alloc *a,
+                                      struct turn_auth *au, int *code)
 {
-    if ((*code = auth_parse(t, m, client, au)) != 0)
+    /* A token, not the realm, decides the key (RFC 7635), and a kid may
+     * have moved the allocation into another realm than the challenge's. */
+    bool token = turn_oauth_on(t) && stun_attr_find(m, STUN_ATTR_ACCESS_TOKEN);
+    if ((*code = auth_parse(t, m, client, token || (a && a->oauth), au)) != 0)
         return TURN_AUTH_ERROR;
+    if (token)
+        return turn_oauth_authenticate(t, m, au, code);
+    /* coturn's clients sign later requests with the last token's key,
+     * under the last token's kid: the key is the proof, not the name */
+    if (a && a->oauth) {
+        *code = turn_oauth_with_alloc(m, a, au);
+        return *code ? TURN_AUTH_ERROR : TURN_AUTH_OK;
+    }
     uint64_t now = (uint64_t)time(NULL);
     uint8_t keys[CLUSTER_MAX_KEYS][32];
-    int n = auth_store_keys(t->env.auth, au->user, au->user_len, au->alg, now, keys,
-                            CLUSTER_MAX_KEYS);
+    const struct auth_store *store = auth_realms_store(t->env.auth, au->realm);
+    /* a realm only Redis knows has no static users or secrets */
+    int n = store ? auth_store_keys(store, au->user, au->user_len, au->alg, now, keys,
+                                    CLUSTER_MAX_KEYS)
+                  : AUTH_ERR_UNKNOWN;
     *code = 401;
     if (n == AUTH_ERR_STALE)
         return TURN_AUTH_ERROR; /* an expired REST user name, whatever signed it */
@@ -111,7 +127,7 @@ enum turn_auth_step turn_authenticate(struct turn *t, const struct stun_msg *m,
     if (!t->env.cluster)
         return TURN_AUTH_ERROR;
     struct cluster_keys k;
-    cluster_keys_cached(t->env.cluster, au->user, au->user_len, au->alg, now, &k);
+    cluster_keys_cached(t->env.cluster, au->realm, au->user, au->user_len, au->alg, now, &k);
     if (k.status == CLUSTER_KEYS_MISS)
         return TURN_AUTH_ASK;
     if (k.status == CLUSTER_KEYS_FAILED && n > 0)
@@ -159,35 +175,47 @@ static bool unauth_allowed(struct turn *t, const struct sockaddr *client)
 
 /* The worker's budget and the size bound, once the answer is built; the
  * request is counted only if it is answered. */
-static size_t unauth_send(struct turn *t, const struct stun_msg *m, int code, size_t len)
+static size_t unauth_send(struct turn *t, const struct stun_msg *m, unsigned realm, int code,
+                          size_t len)
 {
     if (!len || !rate_take_budget(t->rate, len, clock_mono_ms())) {
         stats_add(&t->env.stats->drops[STATS_DROP_UNAUTH_BUDGET], 1);
         return 0;
     }
-    stats_request(t->env.stats, m->method, code);
+    stats_request(t->env.stats, turn_realm_stats(t, realm), m->method, code);
     return len;
 }
 
-size_t turn_reply_challenge(struct turn *t, const struct stun_msg *m, int code,
+size_t turn_reply_challenge(struct turn *t, const struct stun_msg *m, int code, unsigned realm,
                             const struct sockaddr *client, uint8_t *out, size_t cap)
 {
     if (!unauth_allowed(t, client))
         return 0;
     const struct conf *c = t->env.conf;
+    const struct realm *r = turn_realm(t, realm);
     char nonce[AUTH_NONCE_LEN + 1];
     auth_nonce_make(t->env.nonce_key, client, (uint64_t)time(NULL) + c->nonce_lifetime, nonce);
     struct stun_enc e;
     turn_enc_start(&e, m, STUN_CLASS_ERROR, out, cap);
     if (stun_enc_add_error(&e, code, NULL) < 0 ||
-        stun_enc_add(&e, STUN_ATTR_REALM, c->realm, strlen(c->realm)) < 0 ||
+        stun_enc_add(&e, STUN_ATTR_REALM, r->name, r->len) < 0 ||
         stun_enc_add(&e, STUN_ATTR_NONCE, nonce, AUTH_NONCE_LEN) < 0 ||
         stun_enc_add(&e, STUN_ATTR_PASSWORD_ALGORITHMS, offered_algs, sizeof offered_algs) < 0)
         return 0;
-    return unauth_send(t, m, code, unauth_finish(t, &e, m));
+    if (turn_oauth_on(t)) {
+        /* RFC 7635 section 6.1; conf bounds it to fit any Allocate's
+         * challenge, and a smaller request goes without rather than
+         * break the size bound */
+        size_t sn_len;
+        const char *sn = turn_oauth_server_name(t, realm, &sn_len);
+        size_t need = 4 + ((sn_len + 3) & ~(size_t)3) + (m->fingerprint >= 0 ? 8 : 0);
+        if (e.len + need <= m->len + TURN_UNAUTH_GROWTH)
+            stun_enc_add(&e, STUN_ATTR_THIRD_PARTY_AUTHORIZATION, sn, sn_len);
+    }
+    return unauth_send(t, m, realm, code, unauth_finish(t, &e, m));
 }
 
-size_t turn_unauth_error(struct turn *t, const struct stun_msg *m,
+size_t turn_unauth_error(struct turn *t, const struct stun_msg *m, unsigned realm,
                          const struct sockaddr *client, int code, uint8_t *out, size_t cap)
 {
     if (!unauth_allowed(t, client))
@@ -198,5 +226,5 @@ size_t turn_unauth_error(struct turn *t, const struct stun_msg *m,
         return 0;
     if (code == 420 && stun_enc_add_unknown(&e, m->unknown, m->n_unknown) < 0)
         return 0;
-    return unauth_send(t, m, code, unauth_finish(t, &e, m));
+    return unauth_send(t, m, realm, code, unauth_finish(t, &e, m));
 }

@@ -2,10 +2,10 @@
  * turn_dispatch.c - the order of checks for a TURN request (RFC 8489
  * section 9.2.4, RFC 8656 section 7): unknown comprehension-required
  * attributes (420), the transaction cache (a retransmission gets the first
- * answer again, or nothing while the first is parked), authentication (401,
- * 438, 400, or parked while Redis is asked), the allocation owner (441),
- * then the method. No relay port is opened before a request has
- * authenticated.
+ * answer again, or nothing while the first is parked), the realm (or parked
+ * while Redis's origin map is asked), authentication (401, 438, 400, or
+ * parked while Redis is asked), the allocation owner (441), then the
+ * method. No relay port is opened before a request has authenticated.
  */
 #include <string.h>
 #include <time.h>
@@ -15,22 +15,62 @@
 
 /* A parked request's keys are in (park.h): authentication goes on with
  * them, then the request as if they had been there all along. */
+static size_t resume_with(struct turn_session *s, const struct stun_msg *m,
+                          const struct sockaddr *client, struct turn_auth *au, int code,
+                          uint8_t *out, size_t cap);
+
 static size_t resume_keys(struct turn_session *s, const struct stun_msg *m,
                           const struct sockaddr *client, struct turn_auth *au,
                           const struct park_answer *ans, uint8_t *out, size_t cap)
 {
+    return resume_with(s, m, client, au, turn_auth_with_keys(s->svc, m, &ans->keys, au), out,
+                       cap);
+}
+
+/* Authentication of a parked request ended with code: the answer. */
+static size_t resume_with(struct turn_session *s, const struct stun_msg *m,
+                          const struct sockaddr *client, struct turn_auth *au, int code,
+                          uint8_t *out, size_t cap)
+{
     struct turn *t = s->svc;
-    int code = turn_auth_with_keys(t, m, &ans->keys, au);
     if (code == 500)
         stats_add(&t->env.stats->redis_failures, 1);
     if (code == 401) {
-        stats_add(&t->env.stats->auth_failures, 1);
-        return turn_reply_challenge(t, m, 401, client, out, cap);
+        stats_add(&t->env.stats->auth_failures[turn_realm_stats(t, au->realm)], 1);
+        return turn_reply_challenge(t, m, 401, au->realm, client, out, cap);
     }
     if (code)
-        return turn_unauth_error(t, m, client, code, out, cap);
+        return turn_unauth_error(t, m, au->realm, client, code, out, cap);
     size_t len = 0;
     return turn_request_authed(s, m, client, au, out, cap, &len) == TURN_ANSWER ? len : 0;
+}
+
+/* Is au the owner of a (RFC 8656 section 5: same user; and here the same
+ * realm, where the same name is another user)? An allocation made with an
+ * RFC 7635 token belongs to whoever holds a valid token or its key
+ * (turn_oauth.c), and takes the newest key. */
+static bool owner_ok(struct alloc *a, const struct realm *r, const struct turn_auth *au)
+{
+    if (a->oauth && au->oauth) {
+        memcpy(a->key, au->key, au->key_len);
+        a->key_len = (uint8_t)au->key_len;
+        return true;
+    }
+    return !a->oauth && !au->oauth && a->user_len == au->user_len &&
+           memcmp(a->user, au->user, au->user_len) == 0 && a->realm_len == r->len &&
+           memcmp(a->realm_name, r->name, r->len) == 0;
+}
+
+/* A parked request's AS-RS key is in (park.h): the token is opened with it. */
+static size_t resume_oauth(struct turn_session *s, const struct stun_msg *m,
+                           const struct sockaddr *client, struct turn_auth *au,
+                           const struct park_answer *ans, uint8_t *out, size_t cap)
+{
+    struct turn *t = s->svc;
+    int code = ans->oauth.status == CLUSTER_KEYS_FAILED ? 500 : 401;
+    if (ans->oauth.status == CLUSTER_KEYS_FOUND)
+        code = turn_oauth_with_key(t, m, &ans->oauth.key, au);
+    return resume_with(s, m, client, au, code, out, cap);
 }
 
 enum turn_verdict turn_request_authed(struct turn_session *s, const struct stun_msg *m,
@@ -39,7 +79,7 @@ enum turn_verdict turn_request_authed(struct turn_session *s, const struct stun_
 {
     struct turn *t = s->svc;
     struct alloc *a = turn_find_alloc(s, client);
-    if (a && (a->user_len != au->user_len || memcmp(a->user, au->user, au->user_len) != 0))
+    if (a && !owner_ok(a, turn_realm(t, au->realm), au))
         *len = turn_reply_error(t, m, 441, au, out, cap);
     else if (m->method == STUN_ALLOCATE && !a)
         return turn_allocate(s, m, client, au, out, cap, len);
@@ -52,6 +92,51 @@ enum turn_verdict turn_request_authed(struct turn_session *s, const struct stun_
     else
         *len = turn_do_channel_bind(s, a, m, au, out, cap);
     return *len ? TURN_ANSWER : TURN_DROP;
+}
+
+/* Authentication and the request, once its realm is known. */
+static enum turn_verdict handle_in_realm(struct turn_session *s, const struct stun_msg *m,
+                                         const struct sockaddr *client, struct turn_auth *au,
+                                         uint8_t *out, size_t cap, size_t *len)
+{
+    struct turn *t = s->svc;
+    int code = 0;
+    enum turn_auth_step step = turn_authenticate(t, m, client, turn_find_alloc(s, client), au, &code);
+    if (step == TURN_AUTH_ASK_OAUTH) {
+        if (park_oauth(t->park, s, m, client, au, resume_oauth) == 0)
+            return TURN_PARKED;
+        stats_add(&t->env.stats->redis_failures, 1);
+        step = TURN_AUTH_ERROR;
+        code = 500;
+    }
+    if (step == TURN_AUTH_ASK) {
+        if (park_keys(t->park, s, m, client, au, (uint64_t)time(NULL), resume_keys) == 0)
+            return TURN_PARKED;
+        stats_add(&t->env.stats->redis_failures, 1);
+        step = TURN_AUTH_ERROR;
+        code = 500;
+    }
+    if (step == TURN_AUTH_ERROR) {
+        /* A first request without credentials is the normal challenge, not a failure. */
+        if (m->integrity >= 0 || m->integrity256 >= 0)
+            stats_add(&t->env.stats->auth_failures[turn_realm_stats(t, au->realm)], 1);
+        *len = code == 401 || code == 438
+                   ? turn_reply_challenge(t, m, code, au->realm, client, out, cap)
+                   : turn_unauth_error(t, m, au->realm, client, code, out, cap);
+        return *len ? TURN_ANSWER : TURN_DROP;
+    }
+    return turn_request_authed(s, m, client, au, out, cap, len);
+}
+
+/* A parked request's origin is placed (park.h): it goes on in that realm
+ * (the default one when the map has nothing, or Redis failed). */
+static size_t resume_origin(struct turn_session *s, const struct stun_msg *m,
+                            const struct sockaddr *client, struct turn_auth *au,
+                            const struct park_answer *ans, uint8_t *out, size_t cap)
+{
+    au->realm = ans->origin.status == CLUSTER_ORIGIN_FOUND ? ans->origin.realm : 0;
+    size_t len = 0;
+    return handle_in_realm(s, m, client, au, out, cap, &len) == TURN_ANSWER ? len : 0;
 }
 
 enum turn_verdict turn_handle(struct turn_session *s, const struct stun_msg *m,
@@ -74,11 +159,11 @@ enum turn_verdict turn_handle(struct turn_session *s, const struct stun_msg *m,
     case STUN_CHANNEL_BIND:
         break;
     default:
-        *len = turn_unauth_error(t, m, client, 400, out, cap);
+        *len = turn_unauth_error(t, m, 0, client, 400, out, cap);
         return *len ? TURN_ANSWER : TURN_DROP;
     }
     if (m->n_unknown) {
-        *len = turn_unauth_error(t, m, client, 420, out, cap);
+        *len = turn_unauth_error(t, m, 0, client, 420, out, cap);
         return *len ? TURN_ANSWER : TURN_DROP;
     }
     if ((*len = txcache_find(t->tx, s->conn, client, m->tid, out, cap)) > 0)
@@ -88,24 +173,15 @@ enum turn_verdict turn_handle(struct turn_session *s, const struct stun_msg *m,
 
     struct turn_auth au;
     memset(&au, 0, sizeof au);
-    int code = 0;
-    enum turn_auth_step step = turn_authenticate(t, m, client, &au, &code);
-    if (step == TURN_AUTH_ASK) {
-        if (park_keys(t->park, s, m, client, &au, (uint64_t)time(NULL), resume_keys) == 0)
+    au.epoch = t->realm_epoch;
+    if (turn_realm_pick(t, s, turn_find_alloc(s, client), m, &au) == TURN_AUTH_ASK) {
+        const struct stun_attr *o = stun_attr_find(m, STUN_ATTR_ORIGIN);
+        if (park_origin(t->park, s, m, client, &au, (const char *)m->buf + o->off, o->len,
+                        resume_origin) == 0)
             return TURN_PARKED;
-        stats_add(&t->env.stats->redis_failures, 1);
-        step = TURN_AUTH_ERROR;
-        code = 500;
+        /* cannot wait: the default realm, as with Redis down */
     }
-    if (step == TURN_AUTH_ERROR) {
-        /* A first request without credentials is the normal challenge, not a failure. */
-        if (m->integrity >= 0 || m->integrity256 >= 0)
-            stats_add(&t->env.stats->auth_failures, 1);
-        *len = code == 401 || code == 438 ? turn_reply_challenge(t, m, code, client, out, cap)
-                                          : turn_unauth_error(t, m, client, code, out, cap);
-        return *len ? TURN_ANSWER : TURN_DROP;
-    }
-    enum turn_verdict v = turn_request_authed(s, m, client, &au, out, cap, len);
+    enum turn_verdict v = handle_in_realm(s, m, client, &au, out, cap, len);
     if (v == TURN_ANSWER)
         txcache_put(t->tx, s->conn, client, m->tid, out, *len);
     return v;

@@ -32,17 +32,23 @@ struct turn {
     uint32_t next_sid;
     unsigned alternate_next;     /* round robin over alternate_servers */
     unsigned relay_next;         /* round robin over relay.ip */
+    uint32_t realm_epoch;        /* bumped when the realm set is refilled */
 };
 
 /* The outcome of authentication; user borrowed from the request, the
- * static store or a parked request's copy. */
+ * static store or a parked request's copy. realm is chosen first
+ * (turn_realm.c), an index of env.realms. */
 struct turn_auth {
+    unsigned realm;
+    uint32_t epoch; /* of the realm set realm indexes (turn.realm_epoch) */
     const char *user;
     size_t user_len;
     uint8_t key[32];
     size_t key_len;
     enum auth_alg alg;
     bool sha256; /* request carried MESSAGE-INTEGRITY-SHA256: answer with it */
+    bool oauth;  /* an RFC 7635 token (or its allocation's key): key is its MAC key */
+    uint32_t token_left; /* oauth: real seconds the token has left */
 };
 
 /* What the first step of authentication decided (turn_auth.c). */
@@ -50,6 +56,7 @@ enum turn_auth_step {
     TURN_AUTH_OK,      /* au complete */
     TURN_AUTH_ERROR,   /* answer *code without integrity */
     TURN_AUTH_ASK,     /* the keys must come from Redis: park */
+    TURN_AUTH_ASK_OAUTH, /* the kid's AS-RS key must come from Redis: park */
 };
 
 /* Replies (turn_reply.c). Errors are signed when au is not NULL. */
@@ -73,18 +80,50 @@ void turn_log_session(const struct turn *t, const struct alloc *a, const char *w
  * report (which becomes this one) or in total. */
 void turn_alloc_report(struct alloc *a, bool total, struct cluster_alloc *out);
 
-/* Authentication (turn_auth.c). */
+/* The realm of a request (turn_realm.c): OK with au->realm set, or ASK
+ * when Redis's origin map must be asked (park_origin). */
+enum turn_auth_step turn_realm_pick(struct turn *t, const struct turn_session *s,
+                                    const struct alloc *a, const struct stun_msg *m,
+                                    struct turn_auth *au);
+/* A realm's metrics series and name. */
+static inline const struct realm *turn_realm(const struct turn *t, unsigned realm)
+{
+    const struct realm_set *rs = t->env.realms;
+    return &rs->r[realm < rs->n ? realm : 0];
+}
+static inline unsigned turn_realm_stats(const struct turn *t, unsigned realm)
+{
+    return turn_realm(t, realm)->stats_id;
+}
+
+/* Authentication (turn_auth.c); a is the 5-tuple's allocation or NULL. */
 enum turn_auth_step turn_authenticate(struct turn *t, const struct stun_msg *m,
-                                      const struct sockaddr *client, struct turn_auth *au,
-                                      int *code);
+                                      const struct sockaddr *client, const struct alloc *a,
+                                      struct turn_auth *au, int *code);
 /* A parked request's keys are in: verify with them. 0 or the error code. */
 int turn_auth_with_keys(struct turn *t, const struct stun_msg *m, const struct cluster_keys *k,
                         struct turn_auth *au);
-/* 401/438 with realm and a fresh nonce; unauthenticated errors. Both rate
- * limited and held to the unauthenticated size bound (0: drop). */
-size_t turn_reply_challenge(struct turn *t, const struct stun_msg *m, int code,
+/* RFC 7635 (turn_oauth.c). A request with ACCESS-TOKEN, after the realm,
+ * nonce and USERNAME (the kid) were read into au: OK, ERROR (*code) or
+ * ASK_OAUTH. */
+bool turn_oauth_on(const struct turn *t);
+enum turn_auth_step turn_oauth_authenticate(struct turn *t, const struct stun_msg *m,
+                                            struct turn_auth *au, int *code);
+/* With the kid's key in hand (configured, or Redis's for a parked
+ * request): 0 (au complete) or the error code. */
+int turn_oauth_with_key(struct turn *t, const struct stun_msg *m, const struct oauth_key *k,
+                        struct turn_auth *au);
+/* A request without a token on an allocation made with one: its key. */
+int turn_oauth_with_alloc(const struct stun_msg *m, const struct alloc *a, struct turn_auth *au);
+/* The THIRD-PARTY-AUTHORIZATION value of a realm (the AEAD associated data). */
+const char *turn_oauth_server_name(const struct turn *t, unsigned realm, size_t *len);
+
+/* 401/438 with the realm's name and a fresh nonce; unauthenticated errors
+ * (counted in realm). Both rate limited and held to the unauthenticated
+ * size bound (0: drop). */
+size_t turn_reply_challenge(struct turn *t, const struct stun_msg *m, int code, unsigned realm,
                             const struct sockaddr *client, uint8_t *out, size_t cap);
-size_t turn_unauth_error(struct turn *t, const struct stun_msg *m,
+size_t turn_unauth_error(struct turn *t, const struct stun_msg *m, unsigned realm,
                          const struct sockaddr *client, int code, uint8_t *out, size_t cap);
 
 /* Requests on an allocation (turn_methods.c). */
@@ -98,7 +137,9 @@ void turn_send_indication(struct turn_session *s, const struct stun_msg *m,
                           const struct sockaddr *client);
 
 /* Allocate (turn_alloc.c). */
-uint32_t turn_lifetime(const struct turn *t, const struct stun_msg *m, bool allocate);
+/* LIFETIME asked, within max_lifetime and an RFC 7635 token's. */
+uint32_t turn_lifetime(const struct turn *t, const struct stun_msg *m,
+                       const struct turn_auth *au, bool allocate);
 enum turn_verdict turn_allocate(struct turn_session *s, const struct stun_msg *m,
                                 const struct sockaddr *client, const struct turn_auth *au,
                                 uint8_t *out, size_t cap, size_t *len);

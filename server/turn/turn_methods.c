@@ -60,7 +60,8 @@ size_t turn_do_refresh(struct turn_session *s, struct alloc *a, const struct stu
         if (!ok)
             return turn_reply_error(t, m, 443, au, out, cap);
     }
-    uint32_t lifetime = turn_lifetime(t, m, false);
+    uint32_t lifetime = turn_lifetime(t, m, au, false);
+    unsigned realm = a->stats_realm; /* a may be gone below */
     if (lifetime == 0) {
         alloc_destroy(a, "refresh with lifetime 0");
     } else {
@@ -71,7 +72,7 @@ size_t turn_do_refresh(struct turn_session *s, struct alloc *a, const struct stu
             cluster_alloc_status(t->env.cluster, &ca, "refreshed", lifetime);
         }
     }
-    stats_request(t->env.stats, m->method, 0);
+    stats_request(t->env.stats, realm, m->method, 0);
     struct stun_enc e;
     turn_enc_start(&e, m, STUN_CLASS_SUCCESS, out, cap);
     stun_enc_add_u32(&e, STUN_ATTR_LIFETIME, lifetime);
@@ -89,7 +90,7 @@ size_t turn_do_permission(struct turn_session *s, struct alloc *a, const struct 
         code = alloc_perm_add(a, (struct sockaddr *)&peers[i]);
     if (code)
         return turn_reply_error(t, m, code, au, out, cap);
-    stats_request(t->env.stats, m->method, 0);
+    stats_request(t->env.stats, a->stats_realm, m->method, 0);
     stats_add(&t->env.stats->permissions_created, n);
     struct stun_enc e;
     turn_enc_start(&e, m, STUN_CLASS_SUCCESS, out, cap);
@@ -116,7 +117,7 @@ size_t turn_do_channel_bind(struct turn_session *s, struct alloc *a, const struc
         code = alloc_chan_bind(a, number, (struct sockaddr *)&peers[0]);
     if (code)
         return turn_reply_error(t, m, code, au, out, cap);
-    stats_request(t->env.stats, m->method, 0);
+    stats_request(t->env.stats, a->stats_realm, m->method, 0);
     stats_add(&t->env.stats->channels_bound, 1);
     struct stun_enc e;
     turn_enc_start(&e, m, STUN_CLASS_SUCCESS, out, cap);

@@ -36,7 +36,7 @@ size_t turn_enc_finish(const struct turn *t, struct stun_enc *e, const struct st
 size_t turn_reply_error(const struct turn *t, const struct stun_msg *m, int code,
                         const struct turn_auth *au, uint8_t *out, size_t cap)
 {
-    stats_request(t->env.stats, m->method, code);
+    stats_request(t->env.stats, au ? turn_realm_stats(t, au->realm) : 0, m->method, code);
     log_debug("method 0x%03x from %.*s: %d %s", m->method, au ? (int)au->user_len : 1,
               au ? au->user : "-", code, stun_error_reason(code));
     struct stun_enc e;

@@ -129,19 +129,19 @@ void fake_cluster_free(struct cluster *c)
     free(c);
 }
 
-void cluster_keys_cached(struct cluster *c, const char *user, size_t len, enum auth_alg alg,
-                         uint64_t now, struct cluster_keys *out)
+void cluster_keys_cached(struct cluster *c, unsigned realm, const char *user, size_t len,
+                         enum auth_alg alg, uint64_t now, struct cluster_keys *out)
 {
-    (void)user, (void)len, (void)alg, (void)now;
+    (void)realm, (void)user, (void)len, (void)alg, (void)now;
     memset(out, 0, sizeof *out);
     out->status = c->st.up ? CLUSTER_KEYS_MISS : CLUSTER_KEYS_FAILED;
 }
 
-struct cluster_ask *cluster_keys_ask(struct cluster *c, const char *user, size_t len,
-                                     enum auth_alg alg, uint64_t now, cluster_keys_fn done,
-                                     void *arg)
+struct cluster_ask *cluster_keys_ask(struct cluster *c, unsigned realm, const char *user,
+                                     size_t len, enum auth_alg alg, uint64_t now,
+                                     cluster_keys_fn done, void *arg)
 {
-    (void)now;
+    (void)now, (void)realm;
     struct cluster_ask *q = ask_new(c, false, user, len);
     if (!q)
         return NULL;
@@ -152,11 +152,12 @@ struct cluster_ask *cluster_keys_ask(struct cluster *c, const char *user, size_t
     return q;
 }
 
-struct cluster_ask *cluster_quota_ask(struct cluster *c, const char *user, size_t len,
-                                      uint64_t sid, uint32_t lifetime_s, unsigned limit,
+struct cluster_ask *cluster_quota_ask(struct cluster *c, const char *realm, size_t realm_len,
+                                      const char *user, size_t len, uint64_t sid,
+                                      uint32_t lifetime_s, unsigned limit,
                                       cluster_quota_fn done, void *arg)
 {
-    (void)lifetime_s, (void)limit;
+    (void)lifetime_s, (void)limit, (void)realm, (void)realm_len;
     struct cluster_ask *q = ask_new(c, true, user, len);
     if (!q)
         return NULL;
@@ -167,10 +168,27 @@ struct cluster_ask *cluster_quota_ask(struct cluster *c, const char *user, size_
     return q;
 }
 
-void cluster_quota_release(struct cluster *c, const char *user, size_t len, uint64_t sid)
+void cluster_quota_release(struct cluster *c, const char *realm, size_t realm_len,
+                           const char *user, size_t len, uint64_t sid)
 {
-    (void)user, (void)len, (void)sid;
+    (void)realm, (void)realm_len, (void)user, (void)len, (void)sid;
     c->st.released++;
+}
+
+/* The fake has no origin map: every origin is unmapped. */
+void cluster_origin_cached(struct cluster *c, const char *origin, size_t len,
+                           struct cluster_origin *out)
+{
+    (void)c, (void)origin, (void)len;
+    out->status = CLUSTER_ORIGIN_NONE;
+    out->realm = 0;
+}
+
+struct cluster_ask *cluster_origin_ask(struct cluster *c, const char *origin, size_t len,
+                                       cluster_origin_fn done, void *arg)
+{
+    (void)c, (void)origin, (void)len, (void)done, (void)arg;
+    return NULL;
 }
 
 void cluster_ask_cancel(struct cluster_ask *q)
@@ -195,4 +213,20 @@ void cluster_alloc_deleted(struct cluster *c, const struct cluster_alloc *a)
 {
     (void)a;
     c->st.deleted++;
+}
+
+/* Nor does it hold RFC 7635 keys: every kid it is asked about is unknown. */
+void cluster_oauth_cached(struct cluster *c, const char *kid, size_t len,
+                          struct cluster_oauth *out)
+{
+    (void)c, (void)kid, (void)len;
+    memset(out, 0, sizeof *out);
+    out->status = CLUSTER_KEYS_UNKNOWN;
+}
+
+struct cluster_ask *cluster_oauth_ask(struct cluster *c, const char *kid, size_t len,
+                                      cluster_oauth_fn done, void *arg)
+{
+    (void)c, (void)kid, (void)len, (void)done, (void)arg;
+    return NULL;
 }

@@ -19,7 +19,7 @@ int turn_harness_init(struct turn_harness *h, const char *conf_text, char *err, 
     memset(h, 0, sizeof *h);
     if (conf_load_string(&h->conf, conf_text, "t.conf", err, err_len) < 0)
         return -1;
-    if (auth_store_init(&h->auth, &h->conf) < 0) {
+    if (auth_realms_init(&h->auth, &h->conf) < 0) {
         snprintf(err, err_len, "cannot build the user store");
         return -1;
     }
@@ -27,18 +27,24 @@ int turn_harness_init(struct turn_harness *h, const char *conf_text, char *err, 
     h->quota = quota_new();
     h->resv = reserve_new();
     clock_scaled_init(&h->clock, h->conf.time_scale);
-    h->limits = (struct limits){ h->conf.max_bps, h->conf.user_quota, h->conf.total_quota };
+    for (size_t i = 0; i < conf_realm_count(&h->conf); i++) {
+        struct conf_realm_view v;
+        conf_realm_get(&h->conf, i, &v);
+        struct limits l = { v.max_bps, v.user_quota, v.total_quota };
+        unsigned id = i ? stats_realms_intern(&h->realm_names, v.name) : 0;
+        realm_set_add(&h->realms, v.name, strlen(v.name), &l, (uint8_t)id);
+    }
     h->cl = fake_cluster_new(h->base);
     memset(h->nonce_key, 7, sizeof h->nonce_key);
     h->rate = rate_sources_new(h->conf.unauth_rate);
     struct turn_env te = { .worker_id = 0, .n_workers = 1, .node_id = 1, .base = h->base,
                            .conf = &h->conf, .stats = &h->stats, .clock = &h->clock,
-                           .limits = &h->limits, .auth = &h->auth, .nonce_key = h->nonce_key,
+                           .realms = &h->realms, .auth = &h->auth, .nonce_key = h->nonce_key,
                            .quota = h->quota, .resv = h->resv, .cluster = h->cl,
                            .rate_sources = h->rate };
     h->turn = turn_new(&te);
     struct relay_env re = { .base = h->base, .conf = &h->conf, .clock = &h->clock,
-                            .stats = &h->stats, .limits = &h->limits, .quota = h->quota,
+                            .stats = &h->stats, .realms = &h->realms, .quota = h->quota,
                             .on_death = turn_on_alloc_death, .death_arg = h->turn };
     h->relay = h->turn ? relay_table_new(&re) : NULL;
     if (!h->base || !h->quota || !h->resv || !h->rate || !h->turn || !h->relay) {
@@ -58,7 +64,7 @@ void turn_harness_free(struct turn_harness *h)
     quota_free(h->quota);
     reserve_free(h->resv);
     rate_sources_free(h->rate);
-    auth_store_free(&h->auth);
+    auth_realms_free(&h->auth);
     conf_free(&h->conf);
     if (h->base)
         event_base_free(h->base);

@@ -11,6 +11,7 @@
 #include "conf/conf.h"
 #include "server/core/clock.h"
 #include "server/core/core.h"
+#include "server/core/realm.h"
 #include "server/core/stats.h"
 
 struct event_base;
@@ -25,11 +26,12 @@ struct rate_sources;
 struct turn_harness {
     struct event_base *base;
     struct conf conf;
-    struct auth_store auth;
+    struct auth_realms auth;
     struct quota *quota;
     struct reserve *resv;
     struct clock_scaled clock;
-    struct limits limits;
+    struct realm_set realms;
+    struct stats_realms realm_names;
     struct worker_stats stats;
     struct cluster *cl;
     struct turn *turn;
