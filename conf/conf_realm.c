@@ -98,8 +98,16 @@ static int realm_load_one(const struct conf_ctx *x, struct conf *c, size_t i,
     const config_setting_t *name = config_setting_get_member(e, "name");
     if (!name)
         return conf_fail(x, e, "'%s' needs a 'name'", CONF_PATH(e, path));
-    if (conf_get_str(x, name, r->name, sizeof(r->name), true) < 0)
+    char full[CONF_STR];
+    if (conf_get_str(x, name, full, sizeof(full), true) < 0)
         return -1;
+    /* The same bound as the top-level realm's (conf.c): a 401 names it. */
+    if (strlen(full) > CONF_MAX_REALM)
+        return conf_fail(x, name,
+                         "'%s' is %zu characters; at most %d (a 401 challenge must stay within "
+                         "128 bytes of the smallest request)",
+                         CONF_PATH(name, path), strlen(full), CONF_MAX_REALM);
+    memcpy(r->name, full, strlen(full) + 1);
     /* The first realm of that name: the default realm, an earlier entry, or this one. */
     int first = conf_realm_find(c, r->name, strlen(r->name));
     if (first != (int)i + 1)
@@ -134,7 +142,6 @@ static int realm_load_one(const struct conf_ctx *x, struct conf *c, size_t i,
 
 int conf_load_realms(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
 {
-    char path[CONF_STR];
     config_setting_t *l;
     if (conf_take_seq(x, root, "realms", CONF_MAX_REALMS, &l) < 0)
         return -1;
@@ -149,10 +156,6 @@ int conf_load_realms(const struct conf_ctx *x, struct conf *c, const config_sett
         c->n_realms = i + 1; /* counted before loading, so conf_free frees its users */
         if (realm_load_one(x, c, i, e) < 0)
             return -1;
-        /* The same bound as the top-level realm: see conf_load_root. */
-        if (strlen(c->realms[i].name) > CONF_MAX_REALM)
-            return conf_fail(x, e, "'%s' name is %zu characters; at most %d",
-                             CONF_PATH(e, path), strlen(c->realms[i].name), CONF_MAX_REALM);
     }
     return 0;
 }

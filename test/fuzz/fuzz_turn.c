@@ -7,8 +7,10 @@
  *
  * The input is a program of steps (see LLVMFuzzerTestOneInput): raw
  * messages, requests built from fuzzed attributes and signed with the right
- * key and a valid nonce (static user "alice", or "carol" whose keys come
- * from the fake Redis and so park), ChannelData, turns of the event loop,
+ * key and a valid nonce (static user "alice" of the default realm or of
+ * realm "other.example" reached with ORIGIN, "carol" whose keys come from
+ * the fake Redis and so park, or an RFC 7635 token of kid "k1", intact or
+ * with a byte flipped), ChannelData, turns of the event loop,
  * session switches and ends. Checked on every answer: it decodes as a
  * response to the request's transaction; one without MESSAGE-INTEGRITY
  * stays within the unauthenticated amplification bound. Checked at the end:
@@ -36,6 +38,10 @@
 #include "test/unit/turn_harness.h"
 
 #define REALM "fuzz.example"
+#define OTHER "other.example"
+#define ORIGIN "https://other.example"
+#define SERVER_NAME "fz.example"
+#define KID "k1"
 #define UNAUTH_GROWTH 128
 
 static struct {
@@ -72,12 +78,13 @@ static void print_stats(void)
     fprintf(stderr,
             "fuzz_turn: allocations %llu, permissions %llu, channels %llu, relayed to peers %llu, "
             "redis lookups %llu, auth failures %llu\n",
-            (unsigned long long)stats_read(&g.h.stats.allocations_created),
+            (unsigned long long)stats_read_realms(g.h.stats.allocations_created),
             (unsigned long long)stats_read(&g.h.stats.permissions_created),
             (unsigned long long)stats_read(&g.h.stats.channels_bound),
-            (unsigned long long)stats_read(&g.h.stats.packets[STATS_TO_PEER]),
+            (unsigned long long)(stats_read(&g.h.stats.packets[0][STATS_TO_PEER]) +
+                                 stats_read(&g.h.stats.packets[1][STATS_TO_PEER])),
             (unsigned long long)fake_cluster_state(g.h.cl)->keys_asked,
-            (unsigned long long)stats_read(&g.h.stats.auth_failures));
+            (unsigned long long)stats_read_realms(g.h.stats.auth_failures));
 }
 
 static void setup(void)
@@ -98,6 +105,10 @@ static void setup(void)
         "relay = { ip = [ \"127.0.0.1\" ]; min_port = 45000; max_port = 45999; };\n"
         "peers = { allow_loopback = true; };\n"
         "limits = { user_quota = 3; unauth_rate = 0; unauth_global_rate = 0; };\n"
+        "realms = ( { name = \"" OTHER "\"; origins = [ \"" ORIGIN "\" ];\n"
+        "             users = ( { user = \"alice\"; password = \"other\"; } ); } );\n"
+        "oauth = { server_name = \"" SERVER_NAME "\"; keys = ( { kid = \"" KID "\";\n"
+        "          key = \"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEK\"; } ); };\n"
         "log = { level = \"error\"; };\n";
     if (turn_harness_init(&g.h, text, err, sizeof err) < 0) {
         fprintf(stderr, "fuzz_turn: %s\n", err);
@@ -164,6 +175,36 @@ static void handle(struct turn_session *s, const struct sockaddr *client, const 
         check_answer(buf, len, out, n);
 }
 
+/* The tail of a request with an RFC 7635 token of kid KID: a fuzzed MAC
+ * key length and lifetime, a byte flipped at a fuzzed place when flags
+ * say so, signed with the whole MAC key or coturn's first 16 bytes. */
+static size_t build_token(struct in *in, struct stun_enc *e, uint8_t flags, const char *nonce)
+{
+    static struct oauth_key k;
+    if (!k.key_len && oauth_key_init(&k, KID, "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEK",
+                                     NULL, 0, 0, NULL) < 0)
+        abort();
+    struct oauth_token t = { .mac_key_len = 1 + take(in) % 32,
+                             .timestamp = oauth_timestamp_make((uint64_t)time(NULL) - take(in)),
+                             .lifetime = take(in) * 4u };
+    memset(t.mac_key, 0x5A, sizeof t.mac_key);
+    uint8_t nonce12[OAUTH_NONCE_LEN] = { 1, 2, 3 }, tok[OAUTH_TOKEN_MAX];
+    int n = oauth_token_encrypt(&k, SERVER_NAME, &t, nonce12, sizeof nonce12, tok, sizeof tok);
+    if (n < 0)
+        abort();
+    if (flags & 8)
+        tok[take(in) % n] ^= 1u << (take(in) % 8);
+    stun_enc_add(e, STUN_ATTR_ACCESS_TOKEN, tok, (size_t)n);
+    stun_enc_add(e, STUN_ATTR_USERNAME, KID, strlen(KID));
+    stun_enc_add(e, STUN_ATTR_REALM, REALM, strlen(REALM));
+    stun_enc_add(e, STUN_ATTR_NONCE, nonce, AUTH_NONCE_LEN);
+    size_t klen = t.mac_key_len == 20 && (flags & 64) ? 16 : t.mac_key_len;
+    stun_enc_add_integrity(e, t.mac_key, klen);
+    if (flags & 4)
+        stun_enc_add_fingerprint(e);
+    return e->len;
+}
+
 /* A request built from fuzzed attributes, signed with the user's key and
  * a valid nonce for client. */
 static size_t build_signed(struct in *in, const struct sockaddr *client, uint8_t *buf, size_t cap)
@@ -206,23 +247,31 @@ static size_t build_signed(struct in *in, const struct sockaddr *client, uint8_t
         return e.len;
     const char *user = flags & 1 ? "carol" : "alice";
     const char *pw = flags & 1 ? "carolpw" : "secret";
+    const char *realm = REALM;
     if (flags & 8)
         pw = "wrong";
+    if (flags & 16) {
+        stun_enc_add(&e, STUN_ATTR_ORIGIN, ORIGIN, strlen(ORIGIN));
+        realm = OTHER;
+        pw = flags & 8 ? "secret" : "other"; /* the default realm's password is wrong here */
+    }
     char nonce[AUTH_NONCE_LEN + 1];
     auth_nonce_make(g.h.nonce_key, client, (uint64_t)time(NULL) + 600, nonce);
-    stun_enc_add(&e, STUN_ATTR_USERNAME, user, strlen(user));
-    stun_enc_add(&e, STUN_ATTR_REALM, REALM, strlen(REALM));
-    stun_enc_add(&e, STUN_ATTR_NONCE, nonce, AUTH_NONCE_LEN);
     uint8_t key[32];
+    if (flags & 32)
+        return build_token(in, &e, flags, nonce);
+    stun_enc_add(&e, STUN_ATTR_USERNAME, user, strlen(user));
+    stun_enc_add(&e, STUN_ATTR_REALM, realm, strlen(realm));
+    stun_enc_add(&e, STUN_ATTR_NONCE, nonce, AUTH_NONCE_LEN);
     if (flags & 2) {
         static const uint8_t algs[] = { 0, AUTH_ALG_SHA256, 0, 0, 0, AUTH_ALG_MD5, 0, 0 };
         static const uint8_t alg[] = { 0, AUTH_ALG_SHA256, 0, 0 };
         stun_enc_add(&e, STUN_ATTR_PASSWORD_ALGORITHMS, algs, sizeof algs);
         stun_enc_add(&e, STUN_ATTR_PASSWORD_ALGORITHM, alg, sizeof alg);
-        auth_key_sha256(user, strlen(user), REALM, pw, key);
+        auth_key_sha256(user, strlen(user), realm, pw, key);
         stun_enc_add_integrity_sha256(&e, key, 32);
     } else {
-        auth_key_md5(user, strlen(user), REALM, pw, key);
+        auth_key_md5(user, strlen(user), realm, pw, key);
         stun_enc_add_integrity(&e, key, 16);
     }
     if (flags & 4)

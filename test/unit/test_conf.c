@@ -107,7 +107,8 @@ static void test_default_file_examples_load(void **state)
         bool example = strncmp(p, "# , {", 5) == 0 || strncmp(p, "# alternate =", 13) == 0 ||
                        strncmp(p, "# tls =", 7) == 0 || strncmp(p, "# external_ip =", 15) == 0 ||
                        strncmp(p, "# secrets =", 11) == 0 || strncmp(p, "# redis =", 9) == 0 ||
-                       strncmp(p, "# metrics =", 11) == 0;
+                       strncmp(p, "# metrics =", 11) == 0 || strncmp(p, "# realms =", 10) == 0 ||
+                       strncmp(p, "# oauth =", 9) == 0;
         strcat(text, example ? p + 2 : line);
     }
     fclose(f);
@@ -124,6 +125,9 @@ static void test_default_file_examples_load(void **state)
     assert_int_equal(c.n_external_ip, 1);
     assert_int_equal(c.n_secrets, 1);
     assert_string_equal(c.redis, "redis://127.0.0.1:6379/0");
+    assert_int_equal(c.n_realms, 1);
+    assert_true(c.has_oauth);
+    assert_int_equal(c.n_oauth_keys, 1);
     conf_free(&c);
     free(text);
 }
@@ -617,6 +621,148 @@ static void test_proto_name(void **state)
     assert_string_equal(conf_proto_name(CONF_DTLS), "dtls");
 }
 
+static const char realms_conf[] =
+    "realm = \"default.example\";\n"
+    "auth = { users = ( { user = \"root\"; password = \"r\"; } ); secrets = [ \"s0\" ]; };\n"
+    "limits = { user_quota = 5; total_quota = 50; max_bps = 1000; };\n"
+    "tls = { cert = \"/d.pem\"; key = \"/d.key\"; };\n"
+    "listen = ( { proto = \"udp\"; realm = \"a.example\"; }, { proto = \"tls\"; } );\n"
+    "realms = (\n"
+    "  { name = \"a.example\"; hosts = [ \"TURN.A.example\" ]; origins = [ \"https://a.example\" ];\n"
+    "    users = ( { user = \"bob\"; password = \"b\"; } ); limits = { user_quota = 1; };\n"
+    "    tls = { cert = \"/a.pem\"; key = \"/a.key\"; }; },\n"
+    "  { name = \"b.example\"; users = (); secrets = [ \"sb\" ]; }\n"
+    ");\n";
+
+/* A realm's view: its own keys, the top level's for what it leaves out. */
+static void test_realms_inherit(void **state)
+{
+    (void)state;
+    struct conf c;
+    char err[CONF_ERR_LEN] = "";
+    if (conf_load_string(&c, realms_conf, "t.conf", err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(conf_realm_count(&c), 3);
+    assert_string_equal(c.listen[0].realm, "a.example");
+    assert_string_equal(c.listen[1].realm, "");
+    struct conf_realm_view d, a, b;
+    conf_realm_get(&c, 0, &d);
+    conf_realm_get(&c, 1, &a);
+    conf_realm_get(&c, 2, &b);
+    assert_string_equal(d.name, "default.example");
+    assert_int_equal(d.n_users, 1);
+    assert_false(d.own_tls);
+    assert_string_equal(a.name, "a.example");
+    assert_int_equal(a.n_users, 1);
+    assert_string_equal(a.users[0].user, "bob");
+    assert_int_equal(a.n_secrets, 1); /* inherited */
+    assert_string_equal(a.secrets[0], "s0");
+    assert_int_equal(a.user_quota, 1);
+    assert_int_equal(a.total_quota, 50); /* inherited */
+    assert_int_equal(a.max_bps, 1000);
+    assert_true(a.own_tls);
+    assert_string_equal(a.tls_cert, "/a.pem");
+    assert_string_equal(a.hosts[0], "turn.a.example"); /* SNI compares in lower case */
+    assert_int_equal(b.n_users, 0); /* an empty list is "none", not "inherit" */
+    assert_string_equal(b.secrets[0], "sb");
+    assert_false(b.own_tls);
+    assert_string_equal(b.tls_cert, "/d.pem");
+
+    assert_int_equal(conf_realm_find(&c, "default.example", 15), 0);
+    assert_int_equal(conf_realm_find(&c, "b.example", 9), 2);
+    assert_int_equal(conf_realm_find(&c, "c.example", 9), -1);
+    assert_int_equal(conf_realm_by_host(&c, "turn.a.EXAMPLE"), 1);
+    assert_int_equal(conf_realm_by_host(&c, "turn.b.example"), -1);
+    assert_int_equal(conf_realm_by_origin(&c, "https://a.example", 17), 1);
+    assert_int_equal(conf_realm_by_origin(&c, "https://a.example/", 18), -1);
+    conf_free(&c);
+    assert_null(c.realms);
+}
+
+static void test_err_realms(void **state)
+{
+    (void)state;
+    test_expect_error("realm = \"x\";\nrealms = ( { name = \"a\"; },\n { name = \"a\"; } );\n",
+                      "t.conf:3: ", "realm 'a' is defined twice");
+    test_expect_error("realm = \"x\";\nrealms = ( { name = \"x\"; } );\n", "t.conf:2: ",
+                      "defined twice");
+    test_expect_error("realms = ( { name = \"a\"; hosts = [ \"h\" ]; },\n"
+                      " { name = \"b\"; hosts = [ \"H\" ]; } );\n",
+                      "t.conf:2: ", "host 'h' of 'realms[1]' belongs to another realm");
+    test_expect_error("realms = ( { name = \"a\"; origins = [ \"o\" ]; },\n"
+                      " { name = \"b\"; origins = [ \"o\" ]; } );\n",
+                      "t.conf:2: ", "origin 'o'");
+    test_expect_error("realms = ( { hosts = [ \"h\" ]; } );\n", "t.conf:1: ", "needs a 'name'");
+    test_expect_error("realms = ( { name = \"a\";\n tls = { cert = \"/c\"; }; } );\n", "t.conf:2: ",
+                      "needs both 'cert' and 'key'");
+    test_expect_error("realms = ( { name = \"a\";\n colour = 1; } );\n", "t.conf:2: ",
+                      "unknown key 'realms[0].colour'");
+    test_expect_error("realms = ( { name = \"a23456789012345678901234567890123456789012345678901234\"; } );\n",
+                      "t.conf:1: ", "at most 52");
+    test_expect_error("listen = ( { proto = \"udp\";\n realm = \"nowhere\"; } );\n", "t.conf:2: ",
+                      "names no realm");
+    /* a TLS listener of a realm with its own certificate needs no default one */
+    struct conf c;
+    char err[CONF_ERR_LEN] = "";
+    if (conf_load_string(&c,
+                         "listen = ( { proto = \"tls\"; realm = \"a\"; } );\n"
+                         "realms = ( { name = \"a\"; tls = { cert = \"/a\"; key = \"/k\"; }; } );\n",
+                         "t.conf", err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    conf_free(&c);
+    test_expect_error("listen = ( { proto = \"tls\"; realm = \"a\"; } );\n"
+                      "realms = ( { name = \"a\"; } );\n",
+                      "t.conf:1: ", "tls.cert and tls.key");
+}
+
+static void test_oauth_keys(void **state)
+{
+    (void)state;
+    struct conf c;
+    char err[CONF_ERR_LEN] = "";
+    if (conf_load_string(&c,
+                         "realm = \"north.gov\";\n"
+                         "oauth = { server_name = \"blackdow.carleon.gov\"; keys = (\n"
+                         " { kid = \"north\"; key = \"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEK\";\n"
+                         "   realm = \"crinna.org\"; },\n"
+                         " { kid = \"union\"; key = \"MTIzNDU2Nzg5MDEyMzQ1Ngo=\"; alg = \"A128GCM\";\n"
+                         "   timestamp = 1000; lifetime = 3600; } ); };\n",
+                         "t.conf", err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_true(c.has_oauth);
+    assert_string_equal(c.oauth_server_name, "blackdow.carleon.gov");
+    assert_int_equal(c.n_oauth_keys, 2);
+    assert_string_equal(c.oauth_keys[0].alg, "A256GCM"); /* the default */
+    assert_string_equal(c.oauth_keys[0].realm, "crinna.org");
+    assert_int_equal(c.oauth_keys[1].timestamp, 1000);
+    assert_int_equal(c.oauth_keys[1].lifetime, 3600);
+    conf_free(&c);
+    assert_null(c.oauth_keys);
+}
+
+static void test_err_oauth(void **state)
+{
+    (void)state;
+    test_expect_error("oauth = { keys = ( { kid = \"k\";\n key = \"MTIz\"; } ); };\n", "t.conf:2: ",
+                      "at least 32 bytes for A256GCM (too short)");
+    test_expect_error("oauth = { keys = ( { kid = \"k\";\n key = \"not base64!\"; } ); };\n",
+                      "t.conf:2: ", "not base64");
+    test_expect_error("oauth = { keys = ( { kid = \"k\"; key = \"MTIzNDU2Nzg5MDEyMzQ1Ngo=\";\n"
+                      " alg = \"A192GCM\"; } ); };\n",
+                      "t.conf:2: ", "A256GCM\" or \"A128GCM\"");
+    test_expect_error("oauth = { keys = ( { kid = \"k\"; key = \"MTIzNDU2Nzg5MDEyMzQ1Ngo=\"; alg = \"A128GCM\"; },\n"
+                      " { kid = \"k\"; key = \"MTIzNDU2Nzg5MDEyMzQ1Ngo=\"; alg = \"A128GCM\"; } ); };\n",
+                      "t.conf:2: ", "kid 'k' is defined twice");
+    test_expect_error("oauth = { keys = ( { key = \"MTIzNDU2Nzg5MDEyMzQ1Ngo=\"; } ); };\n",
+                      "t.conf:1: ", "needs a 'kid' and a 'key'");
+    /* realm and server name share the 401's room: 52 + 4 rounded up is too much */
+    test_expect_error("realm = \"a23456789012345678901234567890123456789012345678901\";\n"
+                      "oauth = { server_name = \"turn.x\"; };\n",
+                      "t.conf:2: ", "too long together");
+    test_expect_error("realm = \"a2345678901234567890123456789\";\noauth = { };\n", "t.conf:2: ",
+                      "too long together");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -642,6 +788,10 @@ int main(void)
         cmocka_unit_test(test_cidr_match),
         cmocka_unit_test(test_hex_key),
         cmocka_unit_test(test_proto_name),
+        cmocka_unit_test(test_realms_inherit),
+        cmocka_unit_test(test_err_realms),
+        cmocka_unit_test(test_oauth_keys),
+        cmocka_unit_test(test_err_oauth),
     };
     return cmocka_run_group_tests_name("conf", tests, NULL, NULL);
 }
