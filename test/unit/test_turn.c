@@ -7,7 +7,8 @@
  *
  * Covered: park, resume, cancel on close, timeout (500), retransmissions
  * while parked, quota rollback, and the 437/441/486/508 paths, including a
- * ChannelBind refused for want of a permission slot.
+ * ChannelBind refused for want of a permission slot; the realm a request
+ * lands in and credentials that do not cross realms; RFC 7635 tokens.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth/auth.h"
@@ -84,16 +86,18 @@ static const char *base_conf =
     "                   { user = \"bob\"; password = \"hunter2\"; } ); };\n"
     "peers = { allow_loopback = true; };\n";
 
-/* A fixture with its relay port range and limits; Redis (the fake) is up. */
-static struct fx *fx_new(unsigned min_port, unsigned max_port, const char *limits)
+/* A fixture with its relay port range, limits and more configuration;
+ * Redis (the fake) is up. */
+static struct fx *fx_new_with(unsigned min_port, unsigned max_port, const char *limits,
+                              const char *extra)
 {
     struct fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    char text[2048], err[CONF_ERR_LEN];
+    char text[4096], err[CONF_ERR_LEN];
     snprintf(text, sizeof text,
              "%srelay = { ip = [ \"127.0.0.1\" ]; min_port = %u; max_port = %u; };\n"
-             "limits = { %s };\n",
-             base_conf, min_port, max_port, limits);
+             "limits = { %s };\n%s",
+             base_conf, min_port, max_port, limits, extra);
     if (turn_harness_init(&f->h, text, err, sizeof err) < 0)
         fail_msg("harness: %s", err);
     f->base = f->h.base;
@@ -109,6 +113,11 @@ static struct fx *fx_new(unsigned min_port, unsigned max_port, const char *limit
     /* a connection-oriented session, as TCP/TLS/DTLS make */
     turn_session_init(&f->s, f->turn, &capture_ops, f, (struct sockaddr *)&f->local, true, 1);
     return f;
+}
+
+static struct fx *fx_new(unsigned min_port, unsigned max_port, const char *limits)
+{
+    return fx_new_with(min_port, max_port, limits, "");
 }
 
 static void fx_free(struct fx *f)
@@ -133,6 +142,12 @@ struct req {
     int lifetime;                /* -1: none */
     const struct sockaddr *peer; /* XOR-PEER-ADDRESS */
     uint16_t channel;
+    const char *realm;           /* REALM sent (NULL: REALM) */
+    const char *origin;          /* ORIGIN, or NULL */
+    const uint8_t *token;        /* ACCESS-TOKEN (then user is the kid) */
+    size_t token_len;
+    const uint8_t *mac;          /* key for MESSAGE-INTEGRITY instead of the user's */
+    size_t mac_len;
 };
 
 static struct req req_new(uint16_t method, const char *user, const char *password)
@@ -143,6 +158,14 @@ static struct req req_new(uint16_t method, const char *user, const char *passwor
     memcpy(r.tid, &n, sizeof n);
     r.transport = method == STUN_ALLOCATE;
     return r;
+}
+
+/* A new transaction for a request built before (the transaction cache
+ * would answer the same one again). */
+static void req_retid(struct req *r)
+{
+    struct req n = req_new(r->method, NULL, NULL);
+    memcpy(r->tid, n.tid, sizeof r->tid);
 }
 
 /* Build r and hand it to the service as a transport would. */
@@ -161,13 +184,22 @@ static enum turn_verdict fx_send(struct fx *f, const struct req *r, uint8_t *out
         stun_enc_add_u32(&e, STUN_ATTR_CHANNEL_NUMBER, (uint32_t)r->channel << 16);
     if (r->peer)
         stun_enc_add_xaddr(&e, STUN_ATTR_XOR_PEER_ADDRESS, r->peer);
+    if (r->origin)
+        stun_enc_add(&e, STUN_ATTR_ORIGIN, r->origin, strlen(r->origin));
+    if (r->token)
+        stun_enc_add(&e, STUN_ATTR_ACCESS_TOKEN, r->token, r->token_len);
     if (r->user) {
+        const char *realm = r->realm ? r->realm : REALM;
         uint8_t key[16];
-        auth_key_md5(r->user, strlen(r->user), REALM, r->password, key);
+        if (r->password)
+            auth_key_md5(r->user, strlen(r->user), realm, r->password, key);
         stun_enc_add(&e, STUN_ATTR_USERNAME, r->user, strlen(r->user));
-        stun_enc_add(&e, STUN_ATTR_REALM, REALM, strlen(REALM));
+        stun_enc_add(&e, STUN_ATTR_REALM, realm, strlen(realm));
         stun_enc_add(&e, STUN_ATTR_NONCE, f->nonce, AUTH_NONCE_LEN);
-        stun_enc_add_integrity(&e, key, 16);
+        if (r->mac)
+            stun_enc_add_integrity(&e, r->mac, r->mac_len);
+        else
+            stun_enc_add_integrity(&e, key, 16);
     }
     struct stun_msg m;
     assert_int_equal(stun_msg_decode(&m, buf, e.len), 0);
@@ -476,6 +508,161 @@ static void test_508_when_ports_run_out(void **state)
     fx_free(f);
 }
 
+/* The REALM of an answer, for the realm tests. */
+static void answer_realm(const uint8_t *buf, size_t len, char *out, size_t cap)
+{
+    struct stun_msg m;
+    assert_int_equal(stun_msg_decode(&m, buf, len), 0);
+    const struct stun_attr *a = stun_attr_find(&m, STUN_ATTR_REALM);
+    assert_non_null(a);
+    assert_true(a->len < cap);
+    memcpy(out, buf + a->off, a->len);
+    out[a->len] = 0;
+}
+
+static const char *realms_extra =
+    "realms = ( { name = \"a.example\"; origins = [ \"https://a.example\" ];\n"
+    "             users = ( { user = \"bob\"; password = \"bob-a\"; } ); } );\n";
+
+/* ORIGIN picks the realm before anything else: the 401 names it, and the
+ * user must be one of that realm's, with a key derived with its name. */
+static void test_origin_selects_realm(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new_with(42000, 42100, "", realms_extra);
+    uint8_t out[1024];
+    size_t len;
+    char realm[64];
+    struct req r = req_new(STUN_ALLOCATE, NULL, NULL);
+    r.origin = "https://a.example";
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_ANSWER);
+    assert_int_equal(answer_code(out, len), 401);
+    answer_realm(out, len, realm, sizeof realm);
+    assert_string_equal(realm, "a.example");
+    r.origin = "https://elsewhere.example"; /* not mapped: the default realm */
+    req_retid(&r);
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_ANSWER);
+    answer_realm(out, len, realm, sizeof realm);
+    assert_string_equal(realm, REALM);
+
+    fx_challenge(f);
+    /* bob of a.example, in a.example */
+    struct req ok = req_new(STUN_ALLOCATE, "bob", "bob-a");
+    ok.origin = "https://a.example";
+    ok.realm = "a.example";
+    assert_int_equal(fx_code(f, &ok), 0);
+    assert_non_null(f->s.alloc);
+    assert_string_equal(f->s.alloc->realm_name, "a.example");
+    /* later requests without ORIGIN stay in the allocation's realm */
+    struct req ref = req_new(STUN_REFRESH, "bob", "bob-a");
+    ref.realm = "a.example";
+    assert_int_equal(fx_code(f, &ref), 0);
+    fx_free(f);
+}
+
+/* alice exists only in the default realm, bob only in a.example (and the
+ * default realm's bob has another password): neither crosses over. */
+static void test_user_of_one_realm_refused_in_another(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new_with(42000, 42100, "", realms_extra);
+    fx_challenge(f);
+    uint8_t out[1024];
+    size_t len;
+    /* not a static user of a.example: Redis (which has no such user) is asked */
+    struct req alice = req_new(STUN_ALLOCATE, "alice", "secret");
+    alice.origin = "https://a.example";
+    alice.realm = "a.example";
+    assert_int_equal(fx_send(f, &alice, out, &len), TURN_PARKED);
+    fake_cluster_answer_all(f->cl);
+    fx_loop(f);
+    assert_int_equal(f->n_sent, 1);
+    assert_int_equal(answer_code(f->sent[0].buf, f->sent[0].len), 401);
+    /* bob with a.example's password, in the default realm: the same */
+    struct req bob = req_new(STUN_ALLOCATE, "bob", "bob-a");
+    bob.realm = REALM;
+    assert_int_equal(fx_send(f, &bob, out, &len), TURN_PARKED);
+    fake_cluster_answer_all(f->cl);
+    fx_loop(f);
+    assert_int_equal(f->n_sent, 2);
+    assert_int_equal(answer_code(f->sent[1].buf, f->sent[1].len), 401);
+    /* the REALM must be the chosen one, whatever the credentials */
+    struct req wrong = req_new(STUN_ALLOCATE, "bob", "bob-a");
+    wrong.realm = "a.example"; /* no ORIGIN: the default realm was chosen */
+    assert_int_equal(fx_code(f, &wrong), 401);
+    assert_null(f->s.alloc);
+    fx_free(f);
+}
+
+/* An RFC 7635 token sealed with a configured key allocates; the same with
+ * one bit flipped, or signed with another key, does not. */
+static void test_oauth_token(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new_with(42000, 42100, "",
+                               "oauth = { server_name = \"sn.example\"; keys = ( { kid = \"k1\";\n"
+                               "  key = \"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEK\"; } ); };\n");
+    uint8_t out[1024];
+    size_t len;
+    struct req c = req_new(STUN_ALLOCATE, NULL, NULL);
+    assert_int_equal(fx_send(f, &c, out, &len), TURN_ANSWER);
+    struct stun_msg m;
+    assert_int_equal(stun_msg_decode(&m, out, len), 0);
+    const struct stun_attr *tpa = stun_attr_find(&m, STUN_ATTR_THIRD_PARTY_AUTHORIZATION);
+    assert_non_null(tpa);
+    assert_int_equal(tpa->len, 10);
+    assert_memory_equal(out + tpa->off, "sn.example", 10);
+    fx_challenge(f);
+
+    struct oauth_key k;
+    assert_int_equal(oauth_key_init(&k, "k1", "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEK",
+                                    NULL, 0, 0, NULL), 0);
+    struct oauth_token t = { .mac_key_len = 20, .lifetime = 120,
+                             .timestamp = oauth_timestamp_make((uint64_t)time(NULL)) };
+    memset(t.mac_key, 0x42, 20);
+    uint8_t nonce[OAUTH_NONCE_LEN] = { 9 }, tok[OAUTH_TOKEN_MAX];
+    int n = oauth_token_encrypt(&k, "sn.example", &t, nonce, sizeof nonce, tok, sizeof tok);
+    assert_true(n > 0);
+
+    struct req r = req_new(STUN_ALLOCATE, "k1", NULL);
+    r.token = tok;
+    r.token_len = (size_t)n;
+    r.mac = t.mac_key;
+    r.mac_len = 20;
+    tok[n - 1] ^= 1; /* the tag */
+    assert_int_equal(fx_code(f, &r), 401);
+    tok[n - 1] ^= 1;
+    uint8_t other[20];
+    memset(other, 0x43, sizeof other);
+    r.mac = other;
+    req_retid(&r);
+    assert_int_equal(fx_code(f, &r), 401);
+    r.mac = t.mac_key;
+    r.mac_len = 16; /* coturn's clients sign with the first 16 bytes */
+    r.lifetime = 600;
+    req_retid(&r);
+    assert_int_equal(fx_send(f, &r, out, &len), TURN_ANSWER);
+    assert_int_equal(answer_code(out, len), 0);
+    assert_int_equal(stun_msg_decode(&m, out, len), 0);
+    uint32_t lifetime = 0;
+    assert_int_equal(stun_attr_get_u32(&m, stun_attr_find(&m, STUN_ATTR_LIFETIME), &lifetime), 0);
+    assert_true(lifetime <= 120); /* never beyond the token */
+    assert_int_equal(stun_msg_check_integrity(&m, t.mac_key, 16), 0);
+    assert_true(f->s.alloc && f->s.alloc->oauth);
+    /* a CreatePermission without a token, with the allocation's key */
+    struct sockaddr_in peer = { .sin_family = AF_INET, .sin_port = htons(40000) };
+    peer.sin_addr.s_addr = htonl(0x7F000005);
+    struct req p = req_new(STUN_CREATE_PERMISSION, "k1", NULL);
+    p.peer = (struct sockaddr *)&peer;
+    p.mac = t.mac_key;
+    p.mac_len = 16;
+    assert_int_equal(fx_code(f, &p), 0);
+    p.mac = other;
+    req_retid(&p);
+    assert_int_equal(fx_code(f, &p), 401);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +676,9 @@ int main(void)
         cmocka_unit_test(test_437_441_486),
         cmocka_unit_test(test_channel_bind_508_leaves_no_half_channel),
         cmocka_unit_test(test_508_when_ports_run_out),
+        cmocka_unit_test(test_origin_selects_realm),
+        cmocka_unit_test(test_user_of_one_realm_refused_in_another),
+        cmocka_unit_test(test_oauth_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
