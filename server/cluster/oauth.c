@@ -5,8 +5,8 @@
  * lifetime and realm. Answers are cached per worker for auth.cache_ttl
  * seconds, absent kids too, so a client that keeps presenting an unknown
  * kid costs Redis one read per TTL. A hash that does not make a usable key
- * (bad base64, unknown algorithm) is treated as absent, and worker 0 logs
- * it each time it reads it (once per TTL at most).
+ * (bad base64, unknown algorithm) is treated as absent, and logged each
+ * time a worker reads it (once per TTL and worker at most).
  */
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
@@ -101,7 +101,7 @@ static void on_oauth(struct redisReply *r, void *arg)
         q->oauth_found = hash_field(r, "ikm_key", ikm, sizeof ikm) &&
                          oauth_key_init(&q->oauth, kid, ikm, alg, strtoull(ts, NULL, 10),
                                         (uint32_t)strtoul(life, NULL, 10), realm) == 0;
-        if (!q->oauth_found && q->c->env.worker_id == 0)
+        if (!q->oauth_found)
             log_warn("redis: turn/oauth/kid/%s does not make a key (ikm_key base64 of 16 or "
                      "32 bytes, as_rs_alg A128GCM or A256GCM); the kid is refused",
                      kid);

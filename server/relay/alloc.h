@@ -96,6 +96,7 @@ struct alloc {
     uint8_t alg;      /* enum auth_alg of the key */
     uint8_t key_len;  /* of key */
     bool oauth;       /* made with an RFC 7635 token: key is the token's MAC key */
+    uint64_t token_end; /* oauth: unix time its latest token ends */
     uint8_t realm;       /* index in env.realms (found again by name after a reload) */
     uint8_t stats_realm; /* its metrics series (stats.h) */
     uint8_t realm_len;

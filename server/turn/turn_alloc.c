@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -235,6 +236,7 @@ static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
     a->key_len = (uint8_t)au->key_len;
     a->alg = (uint8_t)au->alg;
     a->oauth = au->oauth;
+    a->token_end = au->oauth ? (uint64_t)time(NULL) + au->token_left : 0;
     if (alloc_relay_start(a) < 0) {
         alloc_destroy(a, "out of memory");
         return turn_reply_error(t, m, 508, au, out, cap);

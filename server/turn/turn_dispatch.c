@@ -54,6 +54,7 @@ static bool owner_ok(struct alloc *a, const struct realm *r, const struct turn_a
     if (a->oauth && au->oauth) {
         memcpy(a->key, au->key, au->key_len);
         a->key_len = (uint8_t)au->key_len;
+        a->token_end = (uint64_t)time(NULL) + au->token_left;
         return true;
     }
     return !a->oauth && !au->oauth && a->user_len == au->user_len &&

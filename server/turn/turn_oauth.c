@@ -15,7 +15,12 @@
  *   - its client changes kid on every Refresh (a fresh token each time) and
  *     sends later requests without a token, signed with the last MAC key:
  *     an allocation made with a token accepts any valid token, or its
- *     current MAC key, and takes the new key (dispatch, turn_request_authed).
+ *     current MAC key, and takes the new key (dispatch, turn_request_authed),
+ *     but only until its token expires: the allocation keeps the token's end
+ *     and a request without a new token neither passes nor lives past it;
+ *   - without oauth.server_name the associated data is the REALM the request
+ *     carries (the challenge's), not the realm a kid moved the allocation
+ *     to, so tokens sealed for the name a client was told keep working.
  */
 #include <openssl/crypto.h>
 #include <string.h>
@@ -72,8 +77,13 @@ int turn_oauth_with_key(struct turn *t, const struct stun_msg *m, const struct o
     const struct stun_attr *tok = stun_attr_find(m, STUN_ATTR_ACCESS_TOKEN);
     if (!tok || oauth_key_check_time(k, now) < 0)
         return 401;
-    size_t sn_len;
-    const char *sn = turn_oauth_server_name(t, au->realm, &sn_len);
+    const char *sn = t->env.conf->oauth_server_name;
+    size_t sn_len = strlen(sn);
+    const struct stun_attr *realm = stun_attr_find(m, STUN_ATTR_REALM);
+    if (!sn_len && realm) {
+        sn = (const char *)m->buf + realm->off;
+        sn_len = realm->len;
+    }
     char aad[CONF_STR];
     if (sn_len >= sizeof aad)
         return 401;
@@ -125,9 +135,10 @@ enum turn_auth_step turn_oauth_authenticate(struct turn *t, const struct stun_ms
 
 int turn_oauth_with_alloc(const struct stun_msg *m, const struct alloc *a, struct turn_auth *au)
 {
-    if (verify_mac(m, a->key, a->key_len, au) != 0)
-        return 401;
+    uint64_t now = (uint64_t)time(NULL);
+    if (a->token_end <= now || verify_mac(m, a->key, a->key_len, au) != 0)
+        return 401; /* its token is over: a new one, or nothing */
     au->realm = a->realm;
-    au->token_left = UINT32_MAX; /* no new token: the lifetime stays as it is bounded */
+    au->token_left = (uint32_t)(a->token_end - now);
     return 0;
 }
