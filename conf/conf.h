@@ -58,7 +58,7 @@ struct conf_realm {
     char name[CONF_MAX_REALM + 1];
     char hosts[CONF_MAX_NAMES][CONF_STR]; /* TLS SNI host names, lower case */
     size_t n_hosts;
-    char origins[CONF_MAX_NAMES][CONF_STR]; /* STUN ORIGIN values */
+    char origins[CONF_MAX_NAMES][CONF_STR]; /* STUN ORIGIN values, canonical */
     size_t n_origins;
     bool has_users, has_secrets, has_user_quota, has_total_quota, has_max_bps;
     struct conf_user *users;
@@ -208,8 +208,13 @@ void conf_realm_get(const struct conf *c, size_t i, struct conf_realm_view *out)
 int conf_realm_find(const struct conf *c, const char *name, size_t len);
 /* The realm whose hosts include host (case-insensitive; SNI), or -1. */
 int conf_realm_by_host(const struct conf *c, const char *host);
-/* The realm whose origins include origin (exact), or -1. */
+/* The realm whose origins include origin (canonical, see below), or -1. */
 int conf_realm_by_origin(const struct conf *c, const char *origin, size_t len);
+/* An origin as coturn stores and compares it: "scheme://host:port", scheme
+ * and host in lower case, the scheme's default port added when absent;
+ * anything that does not parse as such a URI stays as it is. Writes a
+ * NUL-terminated string; its length, or -1 when it does not fit. */
+int conf_origin_canonical(const char *in, size_t len, char *out, size_t cap);
 
 /* Added with conf_net.c (nothing above changed): */
 

@@ -8,6 +8,7 @@
  * twice, is an error at load time rather than a coin toss at run time.
  */
 #include <ctype.h>
+#include <event2/http.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +17,52 @@
 
 #include "conf/conf.h"
 #include "conf/conf_int.h"
+
+/* The default ports coturn adds (the table its origin map keys are made
+ * with: an origin must come out the same to find turnadmin's entries). */
+static int origin_default_port(const char *scheme)
+{
+    static const struct {
+        const char *scheme;
+        int port;
+    } ports[] = { { "ftp", 21 },     { "svn", 3690 },     { "ssh", 22 },     { "sip", 5060 },
+                  { "http", 80 },    { "ldap", 389 },     { "sips", 5061 },  { "turn", 3478 },
+                  { "stun", 3478 },  { "https", 443 },    { "ldaps", 636 },  { "turns", 5349 },
+                  { "stuns", 5349 }, { "telnet", 23 },    { "radius", 1645 }, { "svn+ssh", 22 } };
+    for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++)
+        if (strcmp(ports[i].scheme, scheme) == 0)
+            return ports[i].port;
+    return 0;
+}
+
+int conf_origin_canonical(const char *in, size_t len, char *out, size_t cap)
+{
+    char raw[CONF_STR], scheme[32], host[CONF_STR];
+    if (len >= sizeof raw || cap == 0)
+        return -1;
+    memcpy(raw, in, len);
+    raw[len] = 0;
+    struct evhttp_uri *uri = memchr(raw, 0, len) ? NULL : evhttp_uri_parse(raw);
+    const char *s = uri ? evhttp_uri_get_scheme(uri) : NULL;
+    const char *h = uri ? evhttp_uri_get_host(uri) : NULL;
+    int n = -1;
+    if (s && s[0] && h && h[0] && strlen(s) < sizeof scheme && strlen(h) < sizeof host) {
+        for (size_t i = 0; i <= strlen(s); i++)
+            scheme[i] = (char)tolower((unsigned char)s[i]);
+        for (size_t i = 0; i <= strlen(h); i++)
+            host[i] = (char)tolower((unsigned char)h[i]);
+        int port = evhttp_uri_get_port(uri);
+        if (port < 1)
+            port = origin_default_port(scheme);
+        n = port > 0 ? snprintf(out, cap, "%s://%s:%d", scheme, host, port)
+                     : snprintf(out, cap, "%s://%s", scheme, host);
+    } else {
+        n = snprintf(out, cap, "%s", raw);
+    }
+    if (uri)
+        evhttp_uri_free(uri);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
 
 /* A list of names (hosts: lower case, as SNI compares). */
 static int realm_get_names(const struct conf_ctx *x, const config_setting_t *g, const char *key,
@@ -117,6 +164,15 @@ static int realm_load_one(const struct conf_ctx *x, struct conf *c, size_t i,
     if (realm_get_names(x, e, "hosts", true, r->hosts, &r->n_hosts) < 0 ||
         realm_get_names(x, e, "origins", false, r->origins, &r->n_origins) < 0)
         return -1;
+    /* compared as coturn compares them: "https://A.example" is
+     * "https://a.example:443" */
+    for (size_t k = 0; k < r->n_origins; k++) {
+        char canon[CONF_STR];
+        if (conf_origin_canonical(r->origins[k], strlen(r->origins[k]), canon, sizeof canon) < 0)
+            return conf_fail(x, e, "origin '%s' of '%s' is too long", r->origins[k],
+                             CONF_PATH(e, path));
+        memcpy(r->origins[k], canon, strlen(canon) + 1);
+    }
     for (size_t k = 0; k < r->n_hosts; k++)
         if (realm_name_taken(c, i, r->hosts[k], true))
             return conf_fail(x, e, "host '%s' of '%s' belongs to another realm already",

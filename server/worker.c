@@ -186,6 +186,9 @@ static struct cluster *worker_cluster_new(struct worker *w)
  * with their limits until Redis says otherwise. */
 static void worker_fill_realms(struct worker *w, const struct gen *g)
 {
+    struct realm_set *old = malloc(sizeof *old); /* 7 KB: not on a worker's stack */
+    if (old)
+        *old = w->realms;
     realm_set_reset(&w->realms);
     for (size_t i = 0; i < conf_realm_count(&g->conf); i++) {
         struct conf_realm_view v;
@@ -193,6 +196,9 @@ static void worker_fill_realms(struct worker *w, const struct gen *g)
         struct limits l = { v.max_bps, v.user_quota, v.total_quota };
         realm_set_add(&w->realms, v.name, strlen(v.name), &l, g->realm_stats[i]);
     }
+    if (old)
+        realm_set_carry(&w->realms, old);
+    free(old);
 }
 
 void worker_reconfigure(struct worker *w, struct gen *g)

@@ -92,8 +92,11 @@ struct cluster_ask {
     bool granted;
     uint8_t realm_len;
     char realm_name[REALM_NAME_MAX + 1];
-    /* origin: the realm the map names ("" none) */
+    /* origin: the realm the map names ("" none), and its Redis limits
+     * when it is new to the worker (enum realm_limit bits in limits_set) */
     char origin_realm[REALM_NAME_MAX + 1];
+    uint64_t origin_limits[3];
+    uint8_t origin_limits_set;
     /* oauth: what the hash held */
     bool oauth_found;
     struct oauth_key oauth;
@@ -138,6 +141,8 @@ void cluster_cache_clear(struct cluster *c);
 uint32_t cluster_hash(const char *s, size_t n);
 /* limits.c: a Redis value as a limit of at most max: 0 and *out, or -1. */
 int cluster_limit_parse(const char *s, size_t len, uint64_t max, uint64_t *out);
+/* limits.c: the three limit keys of realm into keys[] (for an MGET). */
+void cluster_limit_keys(const char *realm, char keys[3][CONF_STR + 64], size_t lens[3]);
 int cluster_limits_start(struct cluster *c);
 void cluster_limits_stop(struct cluster *c);
 

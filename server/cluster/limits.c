@@ -47,6 +47,12 @@ int cluster_limit_parse(const char *s, size_t len, uint64_t max, uint64_t *out)
     return 0;
 }
 
+void cluster_limit_keys(const char *realm, char keys[3][CONF_STR + 64], size_t lens[3])
+{
+    for (int i = 0; i < N_LIMITS; i++)
+        lens[i] = (size_t)snprintf(keys[i], CONF_STR + 64, "turn/realm/%s/%s", realm, limit_leaf[i]);
+}
+
 static void on_limit(struct redisReply *r, void *arg)
 {
     struct cluster_limit_ask *la = arg;
@@ -71,11 +77,9 @@ static void on_limit(struct redisReply *r, void *arg)
             }
         }
     }
-    switch (la->which) {
-    case LIMIT_MAX_BPS: rl->now.max_bps = set ? v : rl->conf.max_bps; break;
-    case LIMIT_USER_QUOTA: rl->now.user_quota = set ? (unsigned)v : rl->conf.user_quota; break;
-    default: rl->now.total_quota = set ? (unsigned)v : rl->conf.total_quota; break;
-    }
+    static const enum realm_limit bit[N_LIMITS] = { REALM_MAX_BPS, REALM_USER_QUOTA,
+                                                    REALM_TOTAL_QUOTA };
+    realm_set_limit(rl, bit[la->which], set, v);
 }
 
 static void poll_limits(evutil_socket_t fd, short what, void *arg)

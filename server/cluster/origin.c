@@ -6,11 +6,15 @@
  * collision evicts), for auth.cache_ttl seconds, "not in the map" as well:
  * a client sends its ORIGIN on every request and most origins are not
  * mapped. A realm the map names that the configuration lacks is learned
- * into the worker's realm set (realm.h); when the set is full, or the name
- * cannot be a realm (empty, too long for a 401), the origin counts as
- * unmapped and the request stays in the default realm.
+ * into the worker's realm set (realm.h), with its Redis limits read in the
+ * same question, so that its first allocation already counts against them;
+ * when the set is full, or the name cannot be a realm (empty, too long for a
+ * 401), the origin counts as unmapped and the request stays in the default
+ * realm.
  */
 #include <hiredis/hiredis.h>
+#include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "server/cluster/cluster_int.h"
@@ -23,12 +27,22 @@ static struct cluster_origin_entry *origin_slot(struct cluster *c, const char *o
     return &c->origins[cluster_hash(origin, len) % CLUSTER_ORIGIN_SLOTS];
 }
 
-/* The answer for a realm name from the map ("" none). */
-static void origin_resolve(struct cluster *c, const char *name, struct cluster_origin *out)
+/* The answer for a realm name from the map ("" none); a realm learned now
+ * takes the limits q read (q NULL: none read, the poll brings them). */
+static void origin_resolve(struct cluster *c, const char *name, const struct cluster_ask *q,
+                           struct cluster_origin *out)
 {
-    int i = name[0] ? realm_set_learn(c->env.realms, name, strlen(name)) : -1;
+    struct realm_set *rs = c->env.realms;
+    unsigned before = rs->n;
+    int i = name[0] ? realm_set_learn(rs, name, strlen(name)) : -1;
     out->status = i < 0 ? CLUSTER_ORIGIN_NONE : CLUSTER_ORIGIN_FOUND;
     out->realm = i < 0 ? 0 : (unsigned)i;
+    if (i < 0 || (unsigned)i < before || !q)
+        return;
+    static const enum realm_limit bit[3] = { REALM_MAX_BPS, REALM_USER_QUOTA, REALM_TOTAL_QUOTA };
+    for (int k = 0; k < 3; k++)
+        if (q->origin_limits_set & bit[k])
+            realm_set_limit(&rs->r[i], bit[k], true, q->origin_limits[k]);
 }
 
 void cluster_origin_cached(struct cluster *c, const char *origin, size_t len,
@@ -40,7 +54,7 @@ void cluster_origin_cached(struct cluster *c, const char *origin, size_t len,
         return;
     const struct cluster_origin_entry *e = origin_slot(c, origin, len);
     if (e->expires_ms > clock_mono_ms() && e->len == len && memcmp(e->origin, origin, len) == 0) {
-        origin_resolve(c, e->realm, out);
+        origin_resolve(c, e->realm, NULL, out);
         return;
     }
     out->status = cluster_up(c) ? CLUSTER_ORIGIN_MISS : CLUSTER_ORIGIN_FAILED;
@@ -60,8 +74,39 @@ static void origin_answer(struct cluster_ask *q)
         return;
     struct cluster_origin o = { .status = CLUSTER_ORIGIN_FAILED };
     if (!q->failed)
-        origin_resolve(c, q->origin_realm, &o);
+        origin_resolve(c, q->origin_realm, q, &o);
     q->origin_done(q->arg, &o);
+}
+
+/* The limits of a realm about to be learned (an MGET of its three keys);
+ * a value that is not a limit is ignored here, and logged by the poll. */
+static void on_origin_limits(struct redisReply *r, void *arg)
+{
+    struct cluster_ask *q = arg;
+    static const uint64_t max[3] = { UINT64_MAX, UINT_MAX, UINT_MAX };
+    static const enum realm_limit bit[3] = { REALM_MAX_BPS, REALM_USER_QUOTA, REALM_TOTAL_QUOTA };
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements && i < 3; i++) {
+        const struct redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_STRING &&
+            cluster_limit_parse(e->str, (size_t)e->len, max[i], &q->origin_limits[i]) == 0)
+            q->origin_limits_set |= bit[i];
+    }
+    cluster_ask_reply_done(q);
+}
+
+/* A realm new to the worker: read its limits before answering. */
+static void origin_ask_limits(struct cluster_ask *q)
+{
+    struct cluster *c = q->c;
+    if (realm_set_find(c->env.realms, q->origin_realm, strlen(q->origin_realm)) >= 0)
+        return;
+    char keys[3][CONF_STR + 64];
+    size_t lens[4];
+    cluster_limit_keys(q->origin_realm, keys, lens + 1);
+    const char *argv[] = { "MGET", keys[0], keys[1], keys[2] };
+    lens[0] = 4;
+    if (redis_conn_command(c->redis, on_origin_limits, q, 4, argv, lens) == 0)
+        q->waiting++;
 }
 
 static void on_origin(struct redisReply *r, void *arg)
@@ -73,6 +118,7 @@ static void on_origin(struct redisReply *r, void *arg)
         if ((size_t)r->len <= REALM_NAME_MAX) {
             memcpy(q->origin_realm, r->str, (size_t)r->len);
             q->origin_realm[r->len] = 0;
+            origin_ask_limits(q);
         } else if (q->c->env.worker_id == 0) {
             log_warn("redis: turn/origin/%.*s names a realm of %d characters; at most %d "
                      "(a 401 must stay small): treated as unmapped",

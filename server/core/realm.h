@@ -24,10 +24,13 @@
 #define REALM_MAX 64
 #define REALM_NAME_MAX 52 /* conf.h's CONF_MAX_REALM: the 401 size bound */
 
+enum realm_limit { REALM_MAX_BPS = 1, REALM_USER_QUOTA = 2, REALM_TOTAL_QUOTA = 4 };
+
 struct realm {
     char name[REALM_NAME_MAX + 1];
     uint8_t len;
     uint8_t stats_id;     /* its series in the metrics (stats.h) */
+    uint8_t from_redis;   /* enum realm_limit bits of now that Redis set */
     struct limits conf;   /* the configuration's limits for it */
     struct limits now;    /* what applies: conf, or Redis's values while set */
 };
@@ -49,5 +52,12 @@ int realm_set_find(const struct realm_set *s, const char *name, size_t len);
 /* The index of name, learning it if it is new; -1 when the set is full or
  * the name is empty or too long (the caller uses the default realm). */
 int realm_set_learn(struct realm_set *s, const char *name, size_t len);
+/* After a refill from a new configuration: take over from the old set the
+ * realms only Redis knew (learned again) and, for every realm still there,
+ * the limits Redis had set, so that a reload neither forgets a realm its
+ * allocations live in nor lifts a Redis limit until the next poll. */
+void realm_set_carry(struct realm_set *s, const struct realm_set *old);
+/* Redis says limit which (one bit) of realm i is v, or unset (conf applies). */
+void realm_set_limit(struct realm *r, enum realm_limit which, bool set, uint64_t v);
 
 #endif

@@ -176,9 +176,10 @@ enum turn_verdict turn_handle(struct turn_session *s, const struct stun_msg *m,
     memset(&au, 0, sizeof au);
     au.epoch = t->realm_epoch;
     if (turn_realm_pick(t, s, turn_find_alloc(s, client), m, &au) == TURN_AUTH_ASK) {
-        const struct stun_attr *o = stun_attr_find(m, STUN_ATTR_ORIGIN);
-        if (park_origin(t->park, s, m, client, &au, (const char *)m->buf + o->off, o->len,
-                        resume_origin) == 0)
+        char origin[CONF_STR];
+        int olen = turn_realm_origin(m, origin, sizeof origin);
+        if (olen > 0 && park_origin(t->park, s, m, client, &au, origin, (size_t)olen,
+                                    resume_origin) == 0)
             return TURN_PARKED;
         /* cannot wait: the default realm, as with Redis down */
     }

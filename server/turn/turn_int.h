@@ -85,6 +85,9 @@ void turn_alloc_report(struct alloc *a, bool total, struct cluster_alloc *out);
 enum turn_auth_step turn_realm_pick(struct turn *t, const struct turn_session *s,
                                     const struct alloc *a, const struct stun_msg *m,
                                     struct turn_auth *au);
+/* The request's ORIGIN, canonical as coturn keys its origin map: its
+ * length, 0 when there is none, -1 when it is too long. */
+int turn_realm_origin(const struct stun_msg *m, char *out, size_t cap);
 /* A realm's metrics series and name. */
 static inline const struct realm *turn_realm(const struct turn *t, unsigned realm)
 {

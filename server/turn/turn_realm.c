@@ -22,6 +22,14 @@
 #include "conf/conf.h"
 #include "server/turn/turn_int.h"
 
+int turn_realm_origin(const struct stun_msg *m, char *out, size_t cap)
+{
+    const struct stun_attr *o = stun_attr_find(m, STUN_ATTR_ORIGIN);
+    if (!o || o->len == 0)
+        return 0;
+    return conf_origin_canonical((const char *)m->buf + o->off, o->len, out, cap);
+}
+
 enum turn_auth_step turn_realm_pick(struct turn *t, const struct turn_session *s,
                                     const struct alloc *a, const struct stun_msg *m,
                                     struct turn_auth *au)
@@ -38,11 +46,11 @@ enum turn_auth_step turn_realm_pick(struct turn *t, const struct turn_session *s
         au->realm = a->realm < rs->n ? a->realm : 0;
         return TURN_AUTH_OK;
     }
-    const struct stun_attr *o = stun_attr_find(m, STUN_ATTR_ORIGIN);
-    if (!o || o->len == 0)
+    char origin[CONF_STR];
+    int len = turn_realm_origin(m, origin, sizeof origin);
+    if (len <= 0)
         return TURN_AUTH_OK;
-    const char *origin = (const char *)m->buf + o->off;
-    int ci = conf_realm_by_origin(t->env.conf, origin, o->len);
+    int ci = conf_realm_by_origin(t->env.conf, origin, (size_t)len);
     if (ci >= 0) {
         struct conf_realm_view v;
         conf_realm_get(t->env.conf, (size_t)ci, &v);
@@ -53,7 +61,7 @@ enum turn_auth_step turn_realm_pick(struct turn *t, const struct turn_session *s
     if (!t->env.cluster)
         return TURN_AUTH_OK;
     struct cluster_origin co;
-    cluster_origin_cached(t->env.cluster, origin, o->len, &co);
+    cluster_origin_cached(t->env.cluster, origin, (size_t)len, &co);
     if (co.status == CLUSTER_ORIGIN_MISS)
         return TURN_AUTH_ASK;
     if (co.status == CLUSTER_ORIGIN_FOUND)

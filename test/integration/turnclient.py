@@ -20,6 +20,7 @@ A_USERNAME, A_MI, A_ERROR, A_UNKNOWN, A_CHANNEL, A_LIFETIME = 0x6, 0x8, 0x9, 0xA
 A_PEER, A_DATA, A_REALM, A_NONCE, A_RELAYED, A_RAF = 0x12, 0x13, 0x14, 0x15, 0x16, 0x17
 A_EVEN, A_TRANSPORT, A_DF, A_MI256, A_PWALG, A_USERHASH = 0x18, 0x19, 0x1A, 0x1C, 0x1D, 0x1E
 A_XMAPPED, A_TOKEN, A_AAF, A_ADDR_ERR, A_PWALGS, A_SOFTWARE, A_FP = 0x20, 0x22, 0x8000, 0x8001, 0x8002, 0x8022, 0x8028
+A_ORIGIN = 0x802F  # draft-ietf-tram-stun-origin, as coturn sends it
 
 
 def xor_addr(host, port, tid):
@@ -81,10 +82,13 @@ class Turn:
     """One client 5-tuple over udp, tcp or tls."""
 
     def __init__(self, host, port, user="alice", password="secret", realm="test.example",
-                 transport="udp", bind=None, timeout=2.0):
+                 transport="udp", bind=None, timeout=2.0, server_hostname=None, origin=None):
+        """server_hostname: the TLS SNI name; origin: an ORIGIN attribute
+        (0x802F) appended to every request this client sends."""
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.server = (host, port)
         self.transport = transport
+        self.origin = origin
         self.user, self.password, self.realm = user, password, realm
         self.key = long_term_key(user, realm, password)
         self.nonce = None
@@ -98,7 +102,7 @@ class Turn:
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
-                raw = ctx.wrap_socket(raw)
+                raw = ctx.wrap_socket(raw, server_hostname=server_hostname)
             self.sock = raw
         self.sock.settimeout(timeout)
         self.pending = []  # data messages that arrived while waiting for a response
@@ -159,6 +163,8 @@ class Turn:
     def request(self, method, attrs=(), auth=True, tid=None, sha256=False):
         """Authenticated request; learns the nonce from a 401/438 and retries once."""
         attrs = list(attrs)
+        if self.origin is not None:
+            attrs.append(attr(A_ORIGIN, self.origin.encode()))
         for _ in range(3):
             if auth and self.nonce:
                 msg, tid2 = build(method, attrs + self.auth_attrs(), self.key, tid=tid, sha256=sha256)

@@ -673,10 +673,36 @@ static void test_realms_inherit(void **state)
     assert_int_equal(conf_realm_find(&c, "c.example", 9), -1);
     assert_int_equal(conf_realm_by_host(&c, "turn.a.EXAMPLE"), 1);
     assert_int_equal(conf_realm_by_host(&c, "turn.b.example"), -1);
-    assert_int_equal(conf_realm_by_origin(&c, "https://a.example", 17), 1);
-    assert_int_equal(conf_realm_by_origin(&c, "https://a.example/", 18), -1);
+    /* origins are kept as coturn keys them: default port added */
+    assert_string_equal(a.origins[0], "https://a.example:443");
+    assert_int_equal(conf_realm_by_origin(&c, "https://a.example:443", 21), 1);
+    assert_int_equal(conf_realm_by_origin(&c, "https://a.example", 17), -1);
     conf_free(&c);
     assert_null(c.realms);
+}
+
+/* The form turnadmin -O stores an origin under: coturn's clients and ours
+ * must agree on it byte for byte. */
+static void test_origin_canonical(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        { "https://a.example", "https://a.example:443" },
+        { "HTTPS://A.Example", "https://a.example:443" },
+        { "http://a.example/path?q", "http://a.example:80" },
+        { "https://a.example:8443", "https://a.example:8443" },
+        { "turns://t.example", "turns://t.example:5349" },
+        { "wss://w.example", "wss://w.example" }, /* no default port in coturn's table */
+        { "not a uri", "not a uri" },
+        { "a.example", "a.example" },
+    };
+    char out[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int n = conf_origin_canonical(cases[i][0], strlen(cases[i][0]), out, sizeof out);
+        assert_int_equal(n, (int)strlen(cases[i][1]));
+        assert_string_equal(out, cases[i][1]);
+    }
+    assert_int_equal(conf_origin_canonical("https://a.example", 17, out, 10), -1);
 }
 
 static void test_err_realms(void **state)
@@ -790,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_proto_name),
         cmocka_unit_test(test_realms_inherit),
         cmocka_unit_test(test_err_realms),
+        cmocka_unit_test(test_origin_canonical),
         cmocka_unit_test(test_oauth_keys),
         cmocka_unit_test(test_err_oauth),
     };
