@@ -60,6 +60,18 @@ void cluster_ask_reply_done(struct cluster_ask *q)
     ask_free(q);
 }
 
+int cluster_ask_send(struct cluster_ask *q, redis_reply_fn fn, int argc, const char **argv,
+                     const size_t *lens)
+{
+    q->waiting = 1;
+    if (redis_conn_command(q->c->redis, fn, q, argc, argv, lens) == 0)
+        return 0;
+    q->failed = true;
+    q->cancelled = true;
+    cluster_ask_reply_done(q);
+    return -1;
+}
+
 void cluster_ask_cancel(struct cluster_ask *q)
 {
     if (q)

@@ -126,6 +126,10 @@ struct cluster_ask *cluster_ask_new(struct cluster *c, void (*answer)(struct clu
                                     const char *user, size_t len);
 /* One reply of q is in: when it was the last, answer and free q. */
 void cluster_ask_reply_done(struct cluster_ask *q);
+/* Send the one command of a new question: 0, or -1 when it could not go
+ * out (q is freed then, its answer never delivered). */
+int cluster_ask_send(struct cluster_ask *q, redis_reply_fn fn, int argc, const char **argv,
+                     const size_t *lens);
 /* Shutdown: mark every question cancelled / free what is left. */
 void cluster_asks_cancel_all(struct cluster *c);
 void cluster_asks_free_all(struct cluster *c);

@@ -124,13 +124,8 @@ struct cluster_ask *cluster_oauth_ask(struct cluster *c, const char *kid, size_t
     memcpy(key + 15, kid, len);
     const char *argv[] = { "HGETALL", key };
     size_t lens[] = { 7, 15 + len };
-    q->waiting = 1;
-    if (redis_conn_command(c->redis, on_oauth, q, 2, argv, lens) < 0) {
-        q->failed = true;
-        q->cancelled = true;
-        cluster_ask_reply_done(q);
+    if (cluster_ask_send(q, on_oauth, 2, argv, lens) < 0)
         return NULL;
-    }
     q->oauth_done = done;
     q->arg = arg;
     return q;

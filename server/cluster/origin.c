@@ -143,13 +143,8 @@ struct cluster_ask *cluster_origin_ask(struct cluster *c, const char *origin, si
     memcpy(key + 12, origin, len);
     const char *argv[] = { "GET", key };
     size_t lens[] = { 3, 12 + len };
-    q->waiting = 1;
-    if (redis_conn_command(c->redis, on_origin, q, 2, argv, lens) < 0) {
-        q->failed = true;
-        q->cancelled = true;
-        cluster_ask_reply_done(q);
+    if (cluster_ask_send(q, on_origin, 2, argv, lens) < 0)
         return NULL;
-    }
     q->origin_done = done;
     q->arg = arg;
     return q;

@@ -99,13 +99,8 @@ struct cluster_ask *cluster_quota_ask(struct cluster *c, const char *realm, size
     for (int i = 0; i < 9; i++)
         lens[i] = strlen(argv[i]);
     lens[3] = klen;
-    q->waiting = 1;
-    if (redis_conn_command(c->redis, on_quota, q, 9, argv, lens) < 0) {
-        q->failed = true;
-        q->cancelled = true;
-        cluster_ask_reply_done(q);
+    if (cluster_ask_send(q, on_quota, 9, argv, lens) < 0)
         return NULL;
-    }
     q->quota_done = done;
     q->arg = arg;
     return q;
