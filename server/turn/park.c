@@ -134,7 +134,8 @@ static struct turn_park *park_new(struct park_table *pt, struct turn_session *s,
     memcpy(p->msg, m->buf, m->len);
     p->len = m->len;
     p->au = *au;
-    memcpy(p->user, au->user, au->user_len);
+    if (au->user_len) /* none yet while the realm is being looked up */
+        memcpy(p->user, au->user, au->user_len);
     p->user_len = au->user_len;
     p->au.user = p->user;
     p->next = pt->all;

@@ -540,6 +540,15 @@ class RealmsInRedis(RealmCase):
         text = realm_conf(cls.port, [r2], auth='redis = "%s"; cache_ttl = 1;' % cls.redis.url(),
                           extra='metrics = { ip = "127.0.0.1"; port = %d; };' % cls.mport)
         cls.srv = Ternd(text).__enter__()
+        # until a worker's connection is up, its requests stay in the default
+        # realm (Redis down: decided locally), so wait for every worker's
+        def redis_up_everywhere():
+            ups = [v for (n, _), v in scrape(cls.mport).items() if n == "tern_redis_up"]
+            return bool(ups) and min(ups) == 1
+        if not wait_for(redis_up_everywhere, 10):
+            cls.srv.stop()
+            cls.redis.cleanup()
+            raise RuntimeError("Redis never came up on every worker")
 
     @classmethod
     def tearDownClass(cls):
