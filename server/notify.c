@@ -12,6 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "server/core/famine.h"
+
 static struct sockaddr_un notify_addr;
 static socklen_t notify_len;
 static uint64_t watchdog_usec;
@@ -54,7 +56,9 @@ void notify_send(const char *fmt, ...)
     va_end(ap);
     if (n <= 0)
         return;
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    /* Through the famine lock: this runs every watchdog period, and must
+     * not take the slot a starved listener frees for a moment. */
+    int fd = famine_socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return;
     ssize_t r = sendto(fd, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1, MSG_NOSIGNAL,

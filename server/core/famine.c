@@ -47,6 +47,13 @@ void famine_spare_drop(void)
     spare_fd = -1;
 }
 
+void famine_spare_adopt(int fd)
+{
+    if (spare_fd >= 0)
+        close(spare_fd);
+    spare_fd = fd;
+}
+
 int famine_socket(int domain, int type, int protocol)
 {
     if (!famine_active())

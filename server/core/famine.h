@@ -25,6 +25,9 @@ void famine_unlock(void);
  * it go (its slot is free until famine_spare_take). */
 int famine_spare_take(void);
 void famine_spare_drop(void);
+/* Under the lock, the spare dropped: fd (any descriptor we own) becomes the
+ * spare, so that its slot never falls free. */
+void famine_spare_adopt(int fd);
 /* socket(2) that waits for the lock during a famine. */
 int famine_socket(int domain, int type, int protocol);
 

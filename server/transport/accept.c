@@ -22,12 +22,22 @@ static void guard_rest(struct accept_guard *g)
 }
 
 /* Reset a connection we cannot serve: the client hears of it now, and no
- * TIME_WAIT is left behind. */
+ * TIME_WAIT is left behind. The reset must not free the descriptor's slot:
+ * the client, woken by the reset, connects again at once, and another
+ * worker's listener (accepting on its own, outside the famine lock) would
+ * take the slot and the spare be lost. connect(AF_UNSPEC) aborts the
+ * connection (RST) and keeps the descriptor, which becomes the spare. */
 static void refuse(int fd)
 {
+    struct sockaddr sa = { .sa_family = AF_UNSPEC };
+    if (connect(fd, &sa, sizeof sa) == 0) {
+        famine_spare_adopt(fd);
+        return;
+    }
     struct linger lg = { .l_onoff = 1, .l_linger = 0 };
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(fd);
+    famine_spare_take();
 }
 
 static void guard_on_readable(evutil_socket_t lfd, short what, void *arg)
@@ -66,13 +76,12 @@ static void guard_on_readable(evutil_socket_t lfd, short what, void *arg)
         }
         famine_spare_drop();
         fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd >= 0) {
-            refuse(fd);
-            g->shed++;
-        }
-        famine_spare_take();
-        if (fd < 0)
+        if (fd < 0) {
+            famine_spare_take();
             break;
+        }
+        refuse(fd);
+        g->shed++;
     }
     famine_unlock();
 }

@@ -9,11 +9,15 @@
  * process-wide mutex, so that the workers' listeners (each worker has its
  * own SO_REUSEPORT socket, all starving together) never take the slot the
  * spare frees from one another: the spare is let go, a waiting connection
- * accepted and reset at once (the client sees the refusal), the spare taken
- * again. The first accept that succeeds without the spare ends the famine
- * and hands its connection to the listener's own callback. If the spare is
- * lost (a descriptor created elsewhere in that instant took its slot), the
- * listener rests 100 ms at a time until it is back. Logged once when the
+ * accepted into its slot and reset at once (the client sees the refusal),
+ * and its descriptor, now unconnected, kept as the spare, so that the slot
+ * is never free when the client, woken by the reset, comes again. A
+ * listener not yet starved still accepts on its own and can win the slot
+ * in the instant between letting the spare go and accepting: it serves that
+ * connection, and this listener, its spare lost, rests 100 ms at a time
+ * until a slot is free again. The first accept that succeeds without the
+ * spare ends the famine and hands its connection to the listener's own
+ * callback. Logged once when the
  * famine starts and once when it ends.
  */
 #ifndef TERN_SERVER_TRANSPORT_ACCEPT_H

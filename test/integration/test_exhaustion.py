@@ -551,8 +551,13 @@ class Descriptors(unittest.TestCase):
 
         # New streams at the limit are closed at once, TCP and TLS alike
         # (asserted after the CPU figure is taken, so that a failure reports both).
+        # Back to back, so that each connection reaches a listener (either
+        # worker's) the instant the previous one was reset: the slot that
+        # reset frees must go back to the spare, never to that connection
+        # (observed: the other worker's listener accepted it and served it,
+        # the spare was lost and every later connection waited).
         first = []
-        for _ in range(3):
+        for _ in range(20):
             first.append(("tcp", refused_at_once(lambda: socket.create_connection((SERVER, port), timeout=2), 1.0)))
             first.append(("tls", refused_at_once(lambda: tls_connect(tls_port), 1.0)))
 
