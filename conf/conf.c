@@ -22,6 +22,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
+#include <openssl/tls1.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,7 +314,6 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
                                        "metrics", "log",    "alternate_servers", "control",
                                        "user", "group", "realms", "oauth",
                                        "alternate_threshold", "alternate_domain", NULL};
-    static const char *const tls_keys[] = {"cert", "key", NULL};
     static const char *const ep_keys[] = {"ip", "port", NULL};
     char path[CONF_STR];
     config_setting_t *listen_at[CONF_MAX_LISTEN];
@@ -355,10 +355,7 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
                       sizeof(c->alternate_domain), false) < 0)
         return -1;
 
-    if (conf_take_group(x, root, "tls", tls_keys, &g) < 0)
-        return -1;
-    if (g && (conf_take_str(x, g, "cert", c->tls_cert, sizeof(c->tls_cert), false) < 0 ||
-              conf_take_str(x, g, "key", c->tls_key, sizeof(c->tls_key), false) < 0))
+    if (conf_load_tls(x, c, root) < 0)
         return -1;
 
     if (conf_load_auth(x, c, root) < 0 || conf_load_peers(x, c, root) < 0 ||
@@ -418,6 +415,8 @@ void conf_init_defaults(struct conf *c)
     c->idle_timeout = 300;
     c->handshake_timeout = 10;
     c->unauth_rate = 50;
+    c->tls_min_version = TLS1_2_VERSION;
+    c->tls_ticket_rotation = 3600;
     c->unauth_global_rate = 10000;
     c->unauth_global_bps = 4u << 20;
     c->time_scale = 1;

@@ -122,6 +122,10 @@ struct conf {
 
     char tls_cert[PATH_MAX];
     char tls_key[PATH_MAX];
+    int tls_min_version;           /* TLS1_2_VERSION or TLS1_3_VERSION (DTLS stays 1.2) */
+    char tls_ciphers[512];         /* TLS 1.2 and DTLS cipher list; "": OpenSSL's default */
+    char tls_ciphersuites[256];    /* TLS 1.3 suites; "": OpenSSL's default */
+    unsigned tls_ticket_rotation;  /* seconds between session ticket keys */
 
     struct conf_realm *realms; /* heap, n_realms; the default realm is not among them */
     size_t n_realms;

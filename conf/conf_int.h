@@ -8,6 +8,8 @@
 
 #include "conf/conf_read.h"
 
+/* tls = { ... } (conf_tls.c). */
+int conf_load_tls(const struct conf_ctx *x, struct conf *c, const config_setting_t *root);
 /* realms = ( ... ) (conf_realm.c); the default realm must be loaded. */
 int conf_load_realms(const struct conf_ctx *x, struct conf *c, const config_setting_t *root);
 void conf_realms_free(struct conf *c);

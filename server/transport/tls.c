@@ -105,17 +105,51 @@ static int cookie_check(SSL *ssl, const unsigned char *cookie, unsigned int len)
     return CRYPTO_memcmp(want, cookie, sizeof want) == 0;
 }
 
-static SSL_CTX *ctx_build(const char *cert, const char *key, bool dtls, char *err,
-                          size_t err_len)
+/* RFC 7443: a client that names its application must name STUN or TURN;
+ * one that names none goes on (most WebRTC stacks send no ALPN to TURN). */
+static int alpn_on_select(SSL *ssl, const unsigned char **out, unsigned char *out_len,
+                          const unsigned char *in, unsigned int in_len, void *arg)
+{
+    (void)ssl, (void)arg;
+    static const unsigned char ours[] = "\x09stun.turn\x12stun.nat-discovery";
+    unsigned char *chosen = NULL;
+    if (SSL_select_next_proto(&chosen, out_len, ours, sizeof ours - 1, in, in_len) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL; /* no_application_protocol */
+    *out = chosen;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* tls.min_version, tls.ciphers, tls.ciphersuites (conf.c checked the lists). */
+static int ctx_set_protocols(SSL_CTX *ctx, const struct conf *c, bool dtls, char *err,
+                             size_t err_len)
+{
+    SSL_CTX_set_min_proto_version(ctx, dtls ? DTLS1_2_VERSION : c->tls_min_version);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if ((c->tls_ciphers[0] && SSL_CTX_set_cipher_list(ctx, c->tls_ciphers) != 1) ||
+        (!dtls && c->tls_ciphersuites[0] && SSL_CTX_set_ciphersuites(ctx, c->tls_ciphersuites) != 1)) {
+        snprintf(err, err_len, "tls: cipher list refused: %s", ERR_reason_error_string(ERR_get_error()));
+        return -1;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_on_select, NULL);
+    return 0;
+}
+
+static SSL_CTX *ctx_build(struct tls_server *s, const struct conf *c, const char *cert,
+                          const char *key, bool dtls, char *err, size_t err_len)
 {
     SSL_CTX *ctx = SSL_CTX_new(dtls ? DTLS_server_method() : TLS_server_method());
     if (!ctx) {
         snprintf(err, err_len, "tls: out of memory");
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, dtls ? DTLS1_2_VERSION : TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (ctx_load_files(ctx, cert, key, err, err_len) < 0) {
+    if (ctx_set_protocols(ctx, c, dtls, err, err_len) < 0 ||
+        ctx_load_files(ctx, cert, key, err, err_len) < 0) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (tls_tickets_attach(&s->tickets, ctx) < 0) {
+        snprintf(err, err_len, "tls: cannot set up session tickets");
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -168,18 +202,18 @@ static int ctxs_sni(struct tls_ctxs *x, const struct conf *c, char *err, size_t 
 }
 
 /* Every context of one protocol for c: 0 or -1 (x left empty). */
-static int ctxs_build(struct tls_ctxs *x, const struct conf *c, bool dtls, char *err,
-                      size_t err_len)
+static int ctxs_build(struct tls_server *s, struct tls_ctxs *x, const struct conf *c, bool dtls,
+                      char *err, size_t err_len)
 {
     memset(x, 0, sizeof *x);
     /* the default certificate may be absent when every listener of this
      * protocol has a realm with its own (conf.c checks that) */
-    if (c->tls_cert[0] && !(x->def = ctx_build(c->tls_cert, c->tls_key, dtls, err, err_len)))
+    if (c->tls_cert[0] && !(x->def = ctx_build(s, c, c->tls_cert, c->tls_key, dtls, err, err_len)))
         return -1;
     for (size_t i = 1; i < conf_realm_count(c); i++) {
         struct conf_realm_view v;
         conf_realm_get(c, i, &v);
-        if (v.own_tls && !(x->realm[i] = ctx_build(v.tls_cert, v.tls_key, dtls, err, err_len))) {
+        if (v.own_tls && !(x->realm[i] = ctx_build(s, c, v.tls_cert, v.tls_key, dtls, err, err_len))) {
             ctxs_free(x);
             return -1;
         }
@@ -196,6 +230,10 @@ int tls_server_init(struct tls_server *s, const struct conf *conf)
     memset(s, 0, sizeof *s);
     s->conf = conf;
     pthread_mutex_init(&s->lock, NULL);
+    if (tls_tickets_init(&s->tickets, conf->tls_ticket_rotation) < 0) {
+        log_error("tls: no random bytes for the session ticket keys");
+        return -1;
+    }
     return tls_server_load(s);
 }
 
@@ -208,9 +246,11 @@ int tls_server_try(struct tls_server *s, const struct conf *c, char *err, size_t
     }
     ctxs_free(&s->next_tls);
     ctxs_free(&s->next_dtls);
-    if (want_tls && ctxs_build(&s->next_tls, c, false, err, err_len) < 0)
+    /* The contexts built now tell clients the new ticket lifetime. */
+    tls_tickets_set_rotation(&s->tickets, c->tls_ticket_rotation);
+    if (want_tls && ctxs_build(s, &s->next_tls, c, false, err, err_len) < 0)
         return -1;
-    if (want_dtls && ctxs_build(&s->next_dtls, c, true, err, err_len) < 0) {
+    if (want_dtls && ctxs_build(s, &s->next_dtls, c, true, err, err_len) < 0) {
         ctxs_free(&s->next_tls);
         return -1;
     }
@@ -278,5 +318,6 @@ void tls_server_free(struct tls_server *s)
     ctxs_free(&s->next_tls);
     ctxs_free(&s->next_dtls);
     pthread_mutex_destroy(&s->lock);
+    tls_tickets_free(&s->tickets);
     s->conf = NULL;
 }

@@ -1,7 +1,10 @@
 /*
- * tls.h - the TLS and DTLS server contexts of the process (TLS 1.2+, DTLS
- * 1.2), built from tls.cert/tls.key and each realm's own tls { cert; key; }
- * at start and again on SIGHUP. A failed reload keeps the old contexts, so
+ * tls.h - the TLS and DTLS server contexts of the process (TLS 1.3 and 1.2
+ * or tls.min_version, DTLS 1.2), built from tls.cert/tls.key and each
+ * realm's own tls { cert; key; } at start and again on SIGHUP, with
+ * tls.ciphers, tls.ciphersuites, session tickets (tls_ticket.h) and ALPN
+ * (RFC 7443: "stun.turn" and "stun.nat-discovery" are taken, a client that
+ * offers only other protocols is refused, one that offers none goes on). A failed reload keeps the old contexts, so
  * a typo in a renewed certificate never takes a running server down.
  * Contexts are swapped under a mutex; each connection takes a reference to
  * the current one when it starts, so a reload never disturbs live sessions.
@@ -26,6 +29,7 @@
 #include <sys/socket.h>
 
 #include "conf/conf.h"
+#include "server/transport/tls_ticket.h"
 
 /* One protocol's contexts: the default one (NULL when no such listener)
  * and each realm's own, by conf realm index (NULL: it uses the default).
@@ -41,6 +45,7 @@ struct tls_server {
     pthread_mutex_t lock;
     struct tls_ctxs tls, dtls;
     struct tls_ctxs next_tls, next_dtls; /* built by tls_server_try, not in use yet */
+    struct tls_tickets tickets;          /* every context's, kept across reloads */
 };
 
 /* What the cookie callbacks need about a DTLS handshake: stored as the SSL's
