@@ -244,6 +244,10 @@ int main(int argc, char **argv)
     drain_free(&srv);
     for (int i = 0; i < srv.n_workers; i++)
         worker_post(&srv.workers[i], WORKER_STOP);
+    /* Every thread stops before any worker is freed: a worker may still
+     * hand a connection to another until its own thread ends. */
+    for (int i = 0; srv.workers && i < srv.n_workers; i++)
+        worker_join(&srv.workers[i]);
     for (int i = 0; srv.workers && i < srv.n_workers; i++)
         worker_join_free(&srv.workers[i]);
     free(srv.workers);

@@ -38,6 +38,7 @@ struct metrics;
 struct rate_sources;
 struct task;
 struct control;
+struct stream_handoff;
 
 /* Reported by --version, the ready line and tern_build_info. */
 #define TERN_VERSION "0.1.0"
@@ -57,7 +58,8 @@ struct gen {
 };
 
 /* What the main thread may ask of a worker (worker_post). */
-enum worker_request { WORKER_STOP = 1u, WORKER_REFRESH_HOST = 2u, WORKER_TASKS = 4u };
+enum worker_request { WORKER_STOP = 1u, WORKER_REFRESH_HOST = 2u, WORKER_TASKS = 4u,
+                      WORKER_HANDOFF = 8u };
 
 /*
  * A worker: owned by the server, runs on its own thread. Its modules are
@@ -75,6 +77,8 @@ struct worker {
     atomic_uint requests;      /* enum worker_request bits */
     pthread_mutex_t tasks_lock;             /* the main thread hands tasks in (tasks.h) */
     struct task_node *tasks_head, *tasks_tail;
+    pthread_mutex_t handoff_lock;           /* other workers hand connections in */
+    struct stream_handoff *handoff_head;    /* owned until adopted (transport.h) */
     const struct conf *conf;   /* of gen */
     struct gen *gen;           /* the generation this worker runs on */
     struct server *srv;
@@ -122,6 +126,8 @@ int worker_start(struct worker *w);
 void worker_reconfigure(struct worker *w, struct gen *g);
 /* Ask the worker's thread for something (any thread). */
 void worker_post(struct worker *w, enum worker_request r);
+/* Wait for the worker's thread to end (then worker_join_free frees it). */
+void worker_join(struct worker *w);
 void worker_join_free(struct worker *w);
 
 #endif

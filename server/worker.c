@@ -136,6 +136,31 @@ void tasks_run_pending(struct worker *w)
     }
 }
 
+/* transport_env.handoff: a connection for worker `to` (RFC 6062
+ * ConnectionBind), from any worker's thread. */
+static int worker_handoff(void *arg, int to, struct stream_handoff *h)
+{
+    struct server *srv = arg;
+    if (to < 0 || to >= srv->n_workers)
+        return -1;
+    struct worker *w = &srv->workers[to];
+    pthread_mutex_lock(&w->handoff_lock);
+    h->next = w->handoff_head;
+    w->handoff_head = h;
+    pthread_mutex_unlock(&w->handoff_lock);
+    worker_post(w, WORKER_HANDOFF);
+    return 0;
+}
+
+static struct stream_handoff *handoff_take(struct worker *w)
+{
+    pthread_mutex_lock(&w->handoff_lock);
+    struct stream_handoff *h = w->handoff_head;
+    w->handoff_head = NULL;
+    pthread_mutex_unlock(&w->handoff_lock);
+    return h;
+}
+
 static void worker_on_wake(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -148,6 +173,10 @@ static void worker_on_wake(evutil_socket_t fd, short what, void *arg)
         turn_refresh_host(w->turn);
     if (r & WORKER_TASKS)
         tasks_run_pending(w);
+    for (struct stream_handoff *h = (r & WORKER_HANDOFF) ? handoff_take(w) : NULL, *next; h; h = next) {
+        next = h->next;
+        transport_adopt(w->transport, h);
+    }
     if (r & WORKER_STOP)
         event_base_loopbreak(w->base);
 }
@@ -236,6 +265,7 @@ int worker_init(struct worker *w, struct server *srv, int id)
     w->conf = &w->gen->conf;
     w->wake_fd = -1;
     pthread_mutex_init(&w->tasks_lock, NULL);
+    pthread_mutex_init(&w->handoff_lock, NULL);
     const struct conf *c = w->conf;
     clock_scaled_init(&w->clock, c->time_scale);
     worker_fill_realms(w, w->gen);
@@ -253,13 +283,15 @@ int worker_init(struct worker *w, struct server *srv, int id)
         goto nomem;
     struct relay_env re = { .base = w->base, .conf = c, .clock = &w->clock, .stats = &w->stats,
                             .realms = &w->realms, .quota = srv->quota,
-                            .on_death = turn_on_alloc_death, .death_arg = w->turn };
+                            .on_death = turn_on_alloc_death, .death_arg = w->turn,
+                            .on_tcp = turn_on_tcp, .worker_id = id };
     if (!(w->relay = relay_table_new(&re)))
         goto nomem;
     turn_set_relay(w->turn, w->relay);
-    struct transport_env xe = { .worker_id = id, .base = w->base, .conf = c, .stats = &w->stats,
+    struct transport_env xe = { .worker_id = id, .n_workers = srv->n_workers, .base = w->base, .conf = c, .stats = &w->stats,
                                 .clock = &w->clock, .turn = w->turn, .tls = &srv->tls,
-                                .cookie_secret = srv->cookie_secret };
+                                .cookie_secret = srv->cookie_secret,
+                                .handoff = worker_handoff, .handoff_arg = srv };
     if (!(w->transport = transport_new(&xe)))
         goto nomem;
     char err[256];
@@ -300,10 +332,21 @@ void worker_post(struct worker *w, enum worker_request r)
         log_error("worker %d: cannot wake: %s", w->id, strerror(errno));
 }
 
+void worker_join(struct worker *w)
+{
+    if (w->thread)
+        pthread_join(w->thread, NULL);
+    w->thread = 0;
+}
+
 void worker_join_free(struct worker *w)
 {
     if (w->thread)
         pthread_join(w->thread, NULL);
+    for (struct stream_handoff *h = w->base ? handoff_take(w) : NULL, *next; h; h = next) {
+        next = h->next;
+        transport_handoff_free(h);
+    }
     transport_free(w->transport);
     relay_table_free(w->relay);
     turn_free(w->turn);
@@ -315,6 +358,7 @@ void worker_join_free(struct worker *w)
     if (w->base) {
         event_base_free(w->base);
         pthread_mutex_destroy(&w->tasks_lock);
+        pthread_mutex_destroy(&w->handoff_lock);
     }
     memset(w, 0, sizeof *w);
 }

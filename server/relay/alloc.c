@@ -240,6 +240,7 @@ void alloc_destroy(struct alloc *a, const char *why)
     t->count--;
     stats_sub(&t->env.stats->allocations[a->stats_realm], 1);
     stats_sub(&t->env.stats->relay_sockets, a->n_relay);
+    tcp_relay_alloc_end(a);
     for (unsigned i = 0; i < a->n_relay; i++)
         alloc_relay_close(&a->relay[i]);
     quota_release(t->env.quota, a->realm_name, a->realm_len, a->user, a->user_len);

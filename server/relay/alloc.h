@@ -23,6 +23,8 @@
 
 struct event;
 struct relay_table;
+struct tcp_conn;
+struct bufferevent_rate_limit_group;
 
 #define ALLOC_MAX_PERMS 64
 #define ALLOC_MAX_CHANNELS 64
@@ -50,6 +52,10 @@ struct client_ops {
     /* Optional: end the client's connection or session now, with why in
      * the log (its allocation ends with it); NULL for UDP. */
     void (*close)(void *conn, const char *why);
+    /* Optional (TCP/TLS): the session answered a ConnectionBind (RFC 6062
+     * section 5.4) and carries raw bytes from now on; called once the
+     * answer is written, and conn is gone when it returns. */
+    void (*bound)(void *conn);
 };
 
 struct perm {
@@ -96,6 +102,10 @@ struct alloc {
     uint8_t alg;      /* enum auth_alg of the key */
     uint8_t key_len;  /* of key */
     bool oauth;       /* made with an RFC 7635 token: key is the token's MAC key */
+    bool tcp;         /* RFC 6062: its relay socket listens for TCP peers */
+    uint16_t n_tcp;   /* its peer data connections (tcp_relay.h), at most TCP_RELAY_MAX_CONNS */
+    struct tcp_conn *tcp_conns;               /* owned; ended with the allocation */
+    struct bufferevent_rate_limit_group *tcp_rl; /* limits.max_bps over them; owned */
     uint64_t token_end; /* oauth: unix time its latest token ends */
     uint8_t realm;       /* index in env.realms (found again by name after a reload) */
     uint8_t stats_realm; /* its metrics series (stats.h) */
@@ -164,11 +174,13 @@ void alloc_relay_send(struct alloc *a, const struct sockaddr *peer, const uint8_
                       size_t len);
 
 /* Open a relay socket on ip (port chosen in [min,max], even if asked);
- * reserve_next also binds port+1 and returns it in *next_fd. 0 or -errno. */
+ * reserve_next also binds port+1 and returns it in *next_fd; stream: a TCP
+ * socket (RFC 6062), listening once started. 0 or -errno. */
 int alloc_relay_open(struct relay_table *t, const struct sockaddr *ip, bool even,
-                     bool reserve_next, struct relay *out, int *next_fd);
+                     bool reserve_next, bool stream, struct relay *out, int *next_fd);
 void alloc_relay_close(struct relay *r);
-/* Register a relay socket's read event (after alloc_create). 0 or -1. */
+/* Register a relay socket's read event (after alloc_create; a TCP
+ * allocation's socket listens for peers then). 0 or -1. */
 int alloc_relay_start(struct alloc *a);
 
 /* The table's TURN clock, in (scaled) seconds; never 0. */

@@ -6,6 +6,7 @@
  *   policy.h   which peers a relay may reach (pure functions)
  *   quota.h    local allocation quotas (process-wide, mutex inside)
  *   reserve.h  EVEN-PORT reservations (process-wide, mutex inside)
+ *   tcp_relay.h  TCP allocations (RFC 6062): peer connections, pairing
  *
  * A leaf above core/: it knows no Redis, no TURN methods and no transport.
  * It talks back to a client through the struct client_ops it was given, and
@@ -28,6 +29,7 @@ struct worker_stats;
 struct realm_set;
 struct quota;
 struct alloc;
+struct tcp_relay_note;
 
 /*
  * What the relay layer of one worker needs, handed over at init. Every
@@ -43,6 +45,10 @@ struct relay_env {
     /* An allocation is ending (before it is freed): the owner forgets it. */
     void (*on_death)(void *arg, struct alloc *a, const char *why);
     void *death_arg;
+    /* RFC 6062 (tcp_relay.h): a Connect ended, or a peer connected to a
+     * TCP allocation; called from the loop, with death_arg. */
+    void (*on_tcp)(void *arg, struct alloc *a, const struct tcp_relay_note *n);
+    int worker_id; /* the top byte of the CONNECTION-IDs this table gives */
 };
 
 #endif

@@ -21,6 +21,7 @@
 #include "server/core/net.h"
 #include "server/core/stats.h"
 #include "server/relay/relay_int.h"
+#include "server/relay/tcp_relay.h"
 
 #define RELAY_RX_BATCH 32
 #define RELAY_RX_BUF 2048
@@ -251,17 +252,19 @@ static void relay_on_read(evutil_socket_t fd, short what, void *arg)
 
 /* --- relay sockets ------------------------------------------------------ */
 
-static int bind_port(const struct sockaddr *ip, unsigned port, struct sockaddr_in6 *out)
+static int bind_port(const struct sockaddr *ip, unsigned port, int type, struct sockaddr_in6 *out)
 {
     memcpy(out, ip, net_addr_len(ip));
     net_addr_set_port((struct sockaddr *)out, port);
-    int fd = famine_socket(ip->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = famine_socket(ip->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (ip->sa_family == AF_INET6) {
-        int one = 1;
+    int one = 1;
+    if (ip->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    }
+    /* A TCP port in TIME_WAIT from an earlier allocation is free again. */
+    if (type == SOCK_STREAM)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)out, net_addr_len(ip)) < 0) {
         int e = errno;
         close(fd);
@@ -271,8 +274,9 @@ static int bind_port(const struct sockaddr *ip, unsigned port, struct sockaddr_i
 }
 
 int alloc_relay_open(struct relay_table *t, const struct sockaddr *ip, bool even,
-                     bool reserve_next, struct relay *out, int *next_fd)
+                     bool reserve_next, bool stream, struct relay *out, int *next_fd)
 {
+    int type = stream ? SOCK_STREAM : SOCK_DGRAM;
     const struct conf *c = t->env.conf;
     unsigned lo = c->relay_min_port, hi = c->relay_max_port;
     unsigned span = hi - lo + 1;
@@ -287,14 +291,14 @@ int alloc_relay_open(struct relay_table *t, const struct sockaddr *ip, bool even
             port &= ~1u;
         if (port < lo || (reserve_next && port + 1 > hi))
             continue;
-        int fd = bind_port(ip, port, &out->addr);
+        int fd = bind_port(ip, port, type, &out->addr);
         if (fd == -EADDRINUSE)
             continue;
         if (fd < 0)
             return fd;
         if (reserve_next) {
             struct sockaddr_in6 tmp;
-            int fd2 = bind_port(ip, port + 1, &tmp);
+            int fd2 = bind_port(ip, port + 1, type, &tmp);
             if (fd2 < 0) {
                 close(fd);
                 continue;
@@ -320,6 +324,8 @@ void alloc_relay_close(struct relay *r)
 
 int alloc_relay_start(struct alloc *a)
 {
+    if (a->tcp)
+        return tcp_relay_listen(a);
     for (unsigned i = 0; i < a->n_relay; i++) {
         a->relay[i].ev = event_new(a->t->env.base, a->relay[i].fd, EV_READ | EV_PERSIST,
                                    relay_on_read, a);

@@ -9,6 +9,7 @@
 
 #include "server/core/clock.h"
 #include "server/relay/alloc.h"
+#include "server/relay/tcp_relay.h"
 
 struct relay_rx;
 
@@ -24,6 +25,7 @@ struct relay_table {
     uint32_t next_id;
     uint64_t rng;          /* xorshift state: relay ports, Data indication ids */
     struct relay_rx *rx;   /* relay receive scratch, owned */
+    struct tcp_conn *tcp_ids[TCP_RELAY_BUCKETS]; /* RFC 6062 connections by id (tcp_relay.c) */
 };
 
 /* The table's TURN clock, in (scaled) seconds. */

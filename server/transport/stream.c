@@ -10,6 +10,15 @@
  * bufferevent's inactivity timeout), and a session idle for
  * limits.idle_timeout is closed; a client that does not read its answers is
  * cut off once STREAM_MAX_OUTPUT bytes wait for it.
+ *
+ * RFC 6062: a connection whose ConnectionBind succeeded leaves this file:
+ * a new bufferevent over the same socket (and TLS state), holding what was
+ * read and what waits to be written, goes to the relay (turn_session_data).
+ * A ConnectionBind for another worker's allocation hands the connection to
+ * that worker before it is handled (transport_env.handoff): socket, TLS
+ * state and buffered bytes travel in one message, and the other worker
+ * adopts the connection as if it had accepted it. So a connection owns its
+ * descriptor and SSL itself (its bufferevent never closes them).
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -36,6 +45,8 @@
  * STREAM_MAX_OUTPUT in user space, and is room enough for media over TCP. */
 #define STREAM_SNDBUF (256 * 1024)
 #define STREAM_BACKLOG 1024
+/* A connection handed to another worker carries at most this much. */
+#define STREAM_HANDOFF_MAX (STREAM_MAX_OUTPUT + 64 * 1024)
 
 /* One listening address on one worker; owned by the worker's transport
  * (freed with the evconnlistener it is the argument of). */
@@ -49,10 +60,13 @@ struct stream_listener {
 };
 
 /* One client connection; owned by its worker's transport, freed by
- * conn_free. ts.alloc is its one allocation (RFC 8656 section 3.1). */
+ * conn_free. ts.alloc is its one allocation (RFC 8656 section 3.1). fd and
+ * ssl are owned (bev does not close them), bev and handshake too. */
 struct stream_conn {
     struct stream_conn *next, *prev; /* the transport's list, for shutdown */
     struct transport *t;
+    int fd;
+    SSL *ssl; /* TLS */
     struct bufferevent *bev;
     struct event *handshake; /* TLS: the handshake deadline, until connected */
     bool tls;
@@ -62,7 +76,9 @@ struct stream_conn {
     uint8_t out[2048];
 };
 
-static void conn_end(struct stream_conn *c, const char *why)
+/* Unlist and free c; its socket and TLS state too unless keep (they go on
+ * elsewhere). */
+static void conn_release(struct stream_conn *c, const char *why, bool keep)
 {
     struct transport *t = c->t;
     /* RFC 8656 section 3.1: the allocation ends with its connection, and
@@ -79,7 +95,17 @@ static void conn_end(struct stream_conn *c, const char *why)
     if (c->handshake)
         event_free(c->handshake);
     bufferevent_free(c->bev);
+    if (!keep) {
+        if (c->ssl)
+            SSL_free(c->ssl);
+        close(c->fd);
+    }
     free(c);
+}
+
+static void conn_end(struct stream_conn *c, const char *why)
+{
+    conn_release(c, why, false);
 }
 
 static void conn_free(struct stream_conn *c)
@@ -93,7 +119,80 @@ static void conn_set_timeout(struct stream_conn *c, unsigned seconds)
     bufferevent_set_timeouts(c->bev, &tv, NULL);
 }
 
-/* Handle every whole frame in the input buffer. Returns -1 to close. */
+/* Append to bev's input (src's chains, or data): a socket bufferevent
+ * freezes the end of its input (only its reads add there), so it is thawed
+ * for this one append if need be. */
+static void input_append(struct bufferevent *bev, struct evbuffer *src, const void *data, size_t len)
+{
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if ((src ? evbuffer_add_buffer(in, src) : evbuffer_add(in, data, len)) == 0)
+        return;
+    evbuffer_unfreeze(in, 0);
+    if (src)
+        evbuffer_add_buffer(in, src);
+    else
+        evbuffer_add(in, data, len);
+    evbuffer_freeze(in, 0);
+}
+
+/* The ConnectionBind was answered: the connection carries raw bytes for
+ * the relay from now on. 1 (c is gone), or -1 to close it. */
+static int conn_become_data(struct stream_conn *c)
+{
+    struct event_base *base = c->t->env.base;
+    struct bufferevent *bev =
+        c->ssl ? bufferevent_openssl_socket_new(base, c->fd, c->ssl, BUFFEREVENT_SSL_OPEN,
+                                                BEV_OPT_CLOSE_ON_FREE)
+               : bufferevent_socket_new(base, c->fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        return -1;
+    if (c->ssl)
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    /* The old output's front is frozen too (only its writes drain it); it
+     * is going away. */
+    evbuffer_unfreeze(bufferevent_get_output(c->bev), 1);
+    evbuffer_add_buffer(bufferevent_get_output(bev), bufferevent_get_output(c->bev));
+    input_append(bev, bufferevent_get_input(c->bev), NULL, 0);
+    struct turn_session ts = c->ts; /* what turn_session_data reads */
+    conn_release(c, "bound to a peer connection", true);
+    turn_session_data(&ts, bev);
+    return 1;
+}
+
+/* A ConnectionBind for another worker's allocation: the connection goes to
+ * that worker with what it read and what it still has to write. 1 (c is
+ * gone), or -1 to close it. */
+static int conn_handoff(struct stream_conn *c, int worker)
+{
+    struct transport *t = c->t;
+    struct evbuffer *in = bufferevent_get_input(c->bev), *out = bufferevent_get_output(c->bev);
+    size_t il = evbuffer_get_length(in), ol = evbuffer_get_length(out);
+    if (!t->env.handoff || il + ol > STREAM_HANDOFF_MAX)
+        return -1;
+    struct stream_handoff *h = malloc(sizeof *h + il + ol);
+    if (!h)
+        return -1;
+    memset(h, 0, sizeof *h);
+    h->fd = c->fd;
+    h->ssl = c->ssl;
+    h->peer = c->peer;
+    h->local = c->env.local;
+    memcpy(h->realm, c->ts.realm, sizeof h->realm);
+    h->in_len = il;
+    h->out_len = ol;
+    evbuffer_copyout(in, h->bytes, il);
+    evbuffer_copyout(out, h->bytes + il, ol);
+    char a[NET_ADDRSTRLEN];
+    log_debug("stream %s: ConnectionBind for worker %d: handed over",
+              net_addr_format((struct sockaddr *)&c->peer, a, sizeof a), worker);
+    conn_release(c, "handed to another worker", true);
+    if (t->env.handoff(t->env.handoff_arg, worker, h) < 0)
+        transport_handoff_free(h);
+    return 1;
+}
+
+/* Handle every whole frame in the input buffer. Returns -1 to close, 1
+ * when c is gone (handed on). */
 static int conn_drain_frames(struct stream_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -111,6 +210,11 @@ static int conn_drain_frames(struct stream_conn *c)
         if (flen == 0 || avail < (size_t)flen)
             return 0;
         const uint8_t *frame = evbuffer_pullup(in, flen);
+        if (stun_is_stun(frame, (size_t)flen) && frame[1] == STUN_CONNECTION_BIND && !c->ts.alloc) {
+            int w = turn_bind_worker(frame, (size_t)flen);
+            if (w >= 0 && w != c->t->env.worker_id && w < c->t->env.n_workers)
+                return conn_handoff(c, w);
+        }
         if (stun_is_stun(frame, (size_t)flen)) {
             struct binding_route route;
             size_t n;
@@ -122,6 +226,8 @@ static int conn_drain_frames(struct stream_conn *c)
             turn_channel_data(&c->ts, (const struct sockaddr *)&c->peer, frame, (size_t)flen);
         }
         evbuffer_drain(in, (size_t)flen);
+        if (c->ts.data_id)
+            return conn_become_data(c);
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) > STREAM_MAX_OUTPUT)
             return -1;
     }
@@ -190,8 +296,17 @@ static void stream_client_close(void *conn, const char *why)
     conn_end(conn, why);
 }
 
+/* A ConnectionBind answered after waiting for Redis (park.c). */
+static void stream_client_bound(void *conn)
+{
+    struct stream_conn *c = conn;
+    if (conn_become_data(c) < 0)
+        conn_free(c);
+}
+
 static const struct client_ops stream_client_ops = { .send = stream_client_send,
-                                                      .close = stream_client_close };
+                                                      .close = stream_client_close,
+                                                      .bound = stream_client_bound };
 
 static void conn_on_handshake_deadline(evutil_socket_t fd, short what, void *arg)
 {
@@ -202,6 +317,65 @@ static void conn_on_handshake_deadline(evutil_socket_t fd, short what, void *arg
                                                                           sizeof a),
               c->t->env.conf->handshake_timeout);
     conn_free(c);
+}
+
+/* A connection of t over fd: TLS when ssl is given, its handshake still to
+ * do when handshake. Takes fd and ssl in every case; NULL on failure. */
+static struct stream_conn *conn_new(struct transport *t, int fd, SSL *ssl, bool handshake,
+                                    const struct sockaddr_storage *peer,
+                                    const struct sockaddr_storage *local, const char *realm)
+{
+    const struct conf *cf = t->env.conf;
+    struct stream_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        goto fail;
+    c->t = t;
+    c->fd = fd;
+    c->ssl = ssl;
+    c->tls = ssl != NULL;
+    c->peer = *peer;
+    c->env.local = *local;
+    c->env.software = cf->software;
+    c->env.software_len = strlen(cf->software);
+    c->env.stream = true;
+    c->env.stats = t->env.stats;
+    turn_session_init(&c->ts, t->env.turn, &stream_client_ops, c,
+                      (const struct sockaddr *)&c->env.local, true, ssl ? STATS_TLS : STATS_TCP);
+    turn_session_set_realm(&c->ts, realm);
+    if (ssl && handshake) {
+        struct timeval tv = { .tv_sec = cf->handshake_timeout };
+        c->handshake = evtimer_new(t->env.base, conn_on_handshake_deadline, c);
+        if (!c->handshake || evtimer_add(c->handshake, &tv) < 0)
+            goto fail_conn;
+    }
+    if (ssl)
+        c->bev = bufferevent_openssl_socket_new(
+            t->env.base, fd, ssl, handshake ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_OPEN, 0);
+    else
+        c->bev = bufferevent_socket_new(t->env.base, fd, 0);
+    if (!c->bev)
+        goto fail_conn;
+    if (ssl)
+        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    t->n_conns++;
+    stats_add(&t->env.stats->sessions[c->tls ? STATS_TLS : STATS_TCP], 1);
+    c->next = t->conns;
+    if (t->conns)
+        t->conns->prev = c;
+    t->conns = c;
+    bufferevent_setcb(c->bev, conn_on_read, NULL, conn_on_event, c);
+    conn_set_timeout(c, cf->idle_timeout);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return c;
+fail_conn:
+    if (c->handshake)
+        event_free(c->handshake);
+    free(c);
+fail:
+    if (ssl)
+        SSL_free(ssl);
+    close(fd);
+    return NULL;
 }
 
 static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -217,64 +391,55 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
         close(fd);
         return;
     }
-    struct stream_conn *c = calloc(1, sizeof *c);
-    if (!c) {
-        close(fd);
-        return;
-    }
     int sndbuf = STREAM_SNDBUF;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    c->t = t;
-    c->tls = sl->tls;
-    memcpy(&c->peer, sa, (size_t)salen < sizeof c->peer ? (size_t)salen : sizeof c->peer);
-    c->env.software = cf->software;
-    c->env.software_len = strlen(cf->software);
-    c->env.stream = true;
-    c->env.stats = t->env.stats;
-    turn_session_init(&c->ts, t->env.turn, &stream_client_ops, c,
-                      (const struct sockaddr *)&c->env.local, true, sl->tls ? STATS_TLS : STATS_TCP);
+    struct sockaddr_storage peer = { 0 }, local;
+    memcpy(&peer, sa, (size_t)salen < sizeof peer ? (size_t)salen : sizeof peer);
+    socklen_t ll = sizeof local;
+    if (getsockname(fd, (struct sockaddr *)&local, &ll) < 0)
+        local = sl->addr;
     const char *realm = transport_listen_realm(cf, sl->tls ? CONF_TLS : CONF_TCP, &sl->addr);
-    turn_session_set_realm(&c->ts, realm);
-    socklen_t ll = sizeof c->env.local;
-    if (getsockname(fd, (struct sockaddr *)&c->env.local, &ll) < 0)
-        c->env.local = sl->addr;
-
+    SSL *ssl = NULL;
     if (sl->tls) {
         SSL_CTX *ctx = tls_server_ctx(t->env.tls, false, realm);
-        SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+        ssl = ctx ? SSL_new(ctx) : NULL;
         SSL_CTX_free(ctx);
-        struct timeval tv = { .tv_sec = cf->handshake_timeout };
-        c->handshake = evtimer_new(t->env.base, conn_on_handshake_deadline, c);
-        if (ssl && c->handshake && evtimer_add(c->handshake, &tv) == 0)
-            c->bev = bufferevent_openssl_socket_new(t->env.base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                    BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev) {
-            if (ssl)
-                SSL_free(ssl);
-            if (c->handshake)
-                event_free(c->handshake);
+        if (!ssl) {
             close(fd);
-            free(c);
-            return;
-        }
-        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-    } else {
-        c->bev = bufferevent_socket_new(t->env.base, fd, BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev) {
-            close(fd);
-            free(c);
             return;
         }
     }
-    t->n_conns++;
-    stats_add(&t->env.stats->sessions[c->tls ? STATS_TLS : STATS_TCP], 1);
-    c->next = t->conns;
-    if (t->conns)
-        t->conns->prev = c;
-    t->conns = c;
-    bufferevent_setcb(c->bev, conn_on_read, NULL, conn_on_event, c);
-    conn_set_timeout(c, cf->idle_timeout);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    conn_new(t, fd, ssl, true, &peer, &local, realm);
+}
+
+void transport_adopt(struct transport *t, struct stream_handoff *h)
+{
+    if (t->n_conns >= t->env.conf->max_connections) {
+        transport_handoff_free(h);
+        return;
+    }
+    char a[NET_ADDRSTRLEN];
+    log_debug("worker %d: adopting %s (%zu bytes read, %zu to write)", t->env.worker_id,
+              net_addr_format((struct sockaddr *)&h->peer, a, sizeof a), h->in_len, h->out_len);
+    struct stream_conn *c = conn_new(t, h->fd, h->ssl, false, &h->peer, &h->local, h->realm);
+    h->fd = -1;
+    h->ssl = NULL;
+    if (c) {
+        bufferevent_write(c->bev, h->bytes + h->in_len, h->out_len);
+        input_append(c->bev, NULL, h->bytes, h->in_len);
+        if (conn_drain_frames(c) < 0)
+            conn_free(c);
+    }
+    transport_handoff_free(h);
+}
+
+void transport_handoff_free(struct stream_handoff *h)
+{
+    if (h->ssl)
+        SSL_free(h->ssl);
+    if (h->fd >= 0)
+        close(h->fd);
+    free(h);
 }
 
 static void listener_on_error(struct evconnlistener *l, void *arg)

@@ -275,6 +275,8 @@ static void park_resume(struct park_table *pt, struct turn_park *p)
     txcache_put(pt->svc->tx, s->conn, client, m.tid, pt->out, len);
     struct iovec iov = { pt->out, len };
     s->ops->send(s->conn, client, s->local, &iov, 1, false);
+    if (s->data_id && s->ops->bound)
+        s->ops->bound(s->conn); /* a ConnectionBind: raw bytes from now on */
 }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg)

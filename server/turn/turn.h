@@ -37,6 +37,8 @@ struct cluster;
 struct rate_sources;
 struct turn;
 struct turn_park;
+struct bufferevent;
+struct tcp_relay_note;
 
 /* What request handling decided. */
 enum turn_verdict {
@@ -65,6 +67,10 @@ struct turn_session {
      * listener's realm, the TLS SNI host's); "" lets each request's
      * ORIGIN decide. A name, not an index: the session outlives reloads. */
     char realm[REALM_NAME_MAX + 1];
+    /* RFC 6062: the CONNECTION-ID this connection was bound to by a
+     * ConnectionBind (0: none); the transport then hands its bytes over
+     * with turn_session_data. */
+    uint32_t data_id;
 };
 
 /*
@@ -95,6 +101,8 @@ struct turn_env {
 struct turn *turn_new(const struct turn_env *env);
 void turn_set_relay(struct turn *t, struct relay_table *relay);
 void turn_on_alloc_death(void *svc, struct alloc *a, const char *why);
+/* relay_env.on_tcp: RFC 6062 news from the relay (turn_tcp.c). */
+void turn_on_tcp(void *svc, struct alloc *a, const struct tcp_relay_note *n);
 /* Every session must have ended before. */
 void turn_free(struct turn *t);
 /* A new configuration (reload), on the worker's thread, after its realm set
@@ -123,6 +131,14 @@ void turn_session_end(struct turn_session *s, const char *why);
 enum turn_verdict turn_handle(struct turn_session *s, const struct stun_msg *m,
                               const struct sockaddr *client, uint8_t *out, size_t cap,
                               size_t *len);
+
+/* RFC 6062. The worker whose allocation a ConnectionBind request (a whole
+ * frame) names, or -1 when it is not one. */
+int turn_bind_worker(const uint8_t *frame, size_t len);
+/* The session answered its ConnectionBind (s->data_id): bev, a bufferevent
+ * over its connection that frees its socket, joins the peer connection
+ * (taken in every case). 0, or 400 when the peer connection is gone. */
+int turn_session_data(struct turn_session *s, struct bufferevent *bev);
 
 /* ChannelData from a client: relay it if the 5-tuple has an allocation. */
 void turn_channel_data(struct turn_session *s, const struct sockaddr *client,

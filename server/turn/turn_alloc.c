@@ -29,10 +29,11 @@ struct alloc_req {
     const struct stun_attr *tok, *aaf;
     int family;
     bool even, reserve;
+    bool tcp; /* RFC 6062 */
 };
 
-/* Parse and check; 0 or the error code. */
-static int alloc_req_parse(const struct stun_msg *m, struct alloc_req *r)
+/* Parse and check; 0 or the error code. stream: the session is TCP or TLS. */
+static int alloc_req_parse(const struct stun_msg *m, bool stream, struct alloc_req *r)
 {
     const struct stun_attr *rt = stun_attr_find(m, STUN_ATTR_REQUESTED_TRANSPORT);
     const struct stun_attr *ep = stun_attr_find(m, STUN_ATTR_EVEN_PORT);
@@ -41,9 +42,12 @@ static int alloc_req_parse(const struct stun_msg *m, struct alloc_req *r)
     r->aaf = stun_attr_find(m, STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY);
     if (!rt)
         return 400;
-    if (m->buf[rt->off] != 17) /* UDP; TCP relaying (RFC 6062) is not offered */
+    /* RFC 6062 section 5.1: TCP relaying only for a client over TCP or TLS,
+     * one relay address, no port parity or reservation. */
+    r->tcp = m->buf[rt->off] == 6;
+    if (m->buf[rt->off] != 17 && !(r->tcp && stream))
         return 442;
-    if ((r->tok && (ep || raf || r->aaf)) || (raf && r->aaf))
+    if ((r->tok && (ep || raf || r->aaf)) || (raf && r->aaf) || (r->tcp && (ep || r->tok || r->aaf)))
         return 400;
     r->family = AF_INET;
     if (raf) {
@@ -83,7 +87,7 @@ static void relay_set_reported(const struct conf *c, struct relay *r)
  * the client reached us on. 0, or 440 (no address of that family) or 508
  * (every port taken). */
 static int relay_open_family(struct turn_session *s, int family, bool even, bool reserve,
-                             struct relay *out, int *next_fd)
+                             bool stream, struct relay *out, int *next_fd)
 {
     struct turn *t = s->svc;
     const struct conf *c = t->env.conf;
@@ -94,7 +98,7 @@ static int relay_open_family(struct turn_session *s, int family, bool even, bool
     if (c->n_relay_ip == 0) {
         if (s->local->sa_family != family || net_addr_is_any(s->local))
             return 440;
-        return alloc_relay_open(t->env.relay, s->local, even, reserve, out, next_fd) < 0 ? 508 : 0;
+        return alloc_relay_open(t->env.relay, s->local, even, reserve, stream, out, next_fd) < 0 ? 508 : 0;
     }
     if (n == 0)
         return 440;
@@ -102,7 +106,7 @@ static int relay_open_family(struct turn_session *s, int family, bool even, bool
     for (size_t k = 0; k < n; k++) {
         size_t i = idx[(start + k) % n];
         if (alloc_relay_open(t->env.relay, (const struct sockaddr *)&c->relay_ip[i], even,
-                             reserve, out, next_fd) < 0)
+                             reserve, stream, out, next_fd) < 0)
             continue;
         relay_set_reported(c, out);
         return 0;
@@ -166,7 +170,7 @@ static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
     struct alloc_req r;
     bool shared = q == CLUSTER_QUOTA_GRANTED;
     const struct realm *rl = turn_realm(t, au->realm);
-    int code = alloc_req_parse(m, &r);
+    int code = alloc_req_parse(m, turn_session_stream(s), &r);
     /* While this one waited, another Allocate may have made the 5-tuple's
      * allocation. */
     if (!code && turn_find_alloc(s, client))
@@ -199,11 +203,11 @@ static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
             n_relay = 1;
         }
     } else {
-        code = relay_open_family(s, r.family, r.even, r.reserve, &relays[0], &next_fd);
+        code = relay_open_family(s, r.family, r.even, r.reserve, r.tcp, &relays[0], &next_fd);
         if (!code) {
             n_relay = 1;
             if (r.aaf) {
-                if (relay_open_family(s, AF_INET6, false, false, &relays[1], &next_fd))
+                if (relay_open_family(s, AF_INET6, false, false, false, &relays[1], &next_fd))
                     v6_failed = true;
                 else
                     n_relay = 2;
@@ -237,6 +241,7 @@ static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
     a->alg = (uint8_t)au->alg;
     a->oauth = au->oauth;
     a->token_end = au->oauth ? (uint64_t)time(NULL) + au->token_left : 0;
+    a->tcp = r.tcp;
     if (alloc_relay_start(a) < 0) {
         alloc_destroy(a, "out of memory");
         return turn_reply_error(t, m, 508, au, out, cap);
@@ -301,7 +306,7 @@ enum turn_verdict turn_allocate(struct turn_session *s, const struct stun_msg *m
     struct turn *t = s->svc;
     const struct conf *c = t->env.conf;
     struct alloc_req r;
-    int code = alloc_req_parse(m, &r);
+    int code = alloc_req_parse(m, turn_session_stream(s), &r);
     if (code) {
         *len = turn_reply_error(t, m, code, au, out, cap);
         return *len ? TURN_ANSWER : TURN_DROP;

@@ -49,7 +49,7 @@ static size_t resume_with(struct turn_session *s, const struct stun_msg *m,
  * realm, where the same name is another user)? An allocation made with an
  * RFC 7635 token belongs to whoever holds a valid token or its key
  * (turn_oauth.c), and takes the newest key. */
-static bool owner_ok(struct alloc *a, const struct realm *r, const struct turn_auth *au)
+bool turn_owner_ok(struct alloc *a, const struct realm *r, const struct turn_auth *au)
 {
     if (a->oauth && au->oauth) {
         memcpy(a->key, au->key, au->key_len);
@@ -79,8 +79,12 @@ enum turn_verdict turn_request_authed(struct turn_session *s, const struct stun_
                                       uint8_t *out, size_t cap, size_t *len)
 {
     struct turn *t = s->svc;
+    if (m->method == STUN_CONNECTION_BIND) {
+        *len = turn_connection_bind(s, m, au, out, cap);
+        return *len ? TURN_ANSWER : TURN_DROP;
+    }
     struct alloc *a = turn_find_alloc(s, client);
-    if (a && !owner_ok(a, turn_realm(t, au->realm), au))
+    if (a && !turn_owner_ok(a, turn_realm(t, au->realm), au))
         *len = turn_reply_error(t, m, 441, au, out, cap);
     else if (m->method == STUN_ALLOCATE && !a)
         return turn_allocate(s, m, client, au, out, cap, len);
@@ -90,6 +94,8 @@ enum turn_verdict turn_request_authed(struct turn_session *s, const struct stun_
         *len = turn_do_refresh(s, a, m, au, out, cap);
     else if (m->method == STUN_CREATE_PERMISSION)
         *len = turn_do_permission(s, a, m, au, out, cap);
+    else if (m->method == STUN_CONNECT)
+        return turn_connect(s, a, m, au, out, cap, len);
     else
         *len = turn_do_channel_bind(s, a, m, au, out, cap);
     return *len ? TURN_ANSWER : TURN_DROP;
@@ -158,6 +164,8 @@ enum turn_verdict turn_handle(struct turn_session *s, const struct stun_msg *m,
     case STUN_REFRESH:
     case STUN_CREATE_PERMISSION:
     case STUN_CHANNEL_BIND:
+    case STUN_CONNECT:
+    case STUN_CONNECTION_BIND:
         break;
     default:
         *len = turn_unauth_error(t, m, 0, client, 400, out, cap);

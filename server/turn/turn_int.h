@@ -16,6 +16,7 @@
 
 #include "auth/auth.h"
 #include "server/cluster/cluster.h"
+#include "server/core/stats.h"
 #include "server/relay/policy.h"
 #include "server/turn/park.h"
 #include "server/turn/rate.h"
@@ -58,6 +59,12 @@ enum turn_auth_step {
     TURN_AUTH_ASK,     /* the keys must come from Redis: park */
     TURN_AUTH_ASK_OAUTH, /* the kid's AS-RS key must come from Redis: park */
 };
+
+/* Is the session a TCP or TLS connection (RFC 6062 needs one)? */
+static inline bool turn_session_stream(const struct turn_session *s)
+{
+    return s->transport == STATS_TCP || s->transport == STATS_TLS;
+}
 
 /* Replies (turn_reply.c). Errors are signed when au is not NULL. */
 void turn_enc_start(struct stun_enc *e, const struct stun_msg *m, uint8_t cls, uint8_t *out,
@@ -128,6 +135,20 @@ size_t turn_reply_challenge(struct turn *t, const struct stun_msg *m, int code, 
                             const struct sockaddr *client, uint8_t *out, size_t cap);
 size_t turn_unauth_error(struct turn *t, const struct stun_msg *m, unsigned realm,
                          const struct sockaddr *client, int code, uint8_t *out, size_t cap);
+
+/* Is au the owner of a (same user and realm, or an RFC 7635 token)? */
+bool turn_owner_ok(struct alloc *a, const struct realm *r, const struct turn_auth *au);
+/* Every XOR-PEER-ADDRESS of a request, checked (family, policy): 0, or an
+ * error code; peers[ALLOC_MAX_PERMS]. */
+int turn_peers_check(const struct turn *t, const struct alloc *a, const struct stun_msg *m,
+                     struct sockaddr_storage *peers, size_t *n);
+
+/* RFC 6062 (turn_tcp.c): Connect answers later (TURN_PARKED) unless it
+ * fails at once; ConnectionBind answers now and marks the session. */
+enum turn_verdict turn_connect(struct turn_session *s, struct alloc *a, const struct stun_msg *m,
+                               const struct turn_auth *au, uint8_t *out, size_t cap, size_t *len);
+size_t turn_connection_bind(struct turn_session *s, const struct stun_msg *m,
+                            const struct turn_auth *au, uint8_t *out, size_t cap);
 
 /* Requests on an allocation (turn_methods.c). */
 size_t turn_do_refresh(struct turn_session *s, struct alloc *a, const struct stun_msg *m,

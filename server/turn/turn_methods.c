@@ -19,9 +19,8 @@ static bool peer_family_ok(const struct alloc *a, const struct sockaddr *peer)
     return false;
 }
 
-/* Every XOR-PEER-ADDRESS of a request, checked: 0, or an error code. */
-static int peers_check(const struct turn *t, const struct alloc *a, const struct stun_msg *m,
-                       struct sockaddr_storage *peers, size_t *n)
+int turn_peers_check(const struct turn *t, const struct alloc *a, const struct stun_msg *m,
+                     struct sockaddr_storage *peers, size_t *n)
 {
     *n = 0;
     for (unsigned i = 0; i < m->n_attrs; i++) {
@@ -85,7 +84,7 @@ size_t turn_do_permission(struct turn_session *s, struct alloc *a, const struct 
     struct turn *t = s->svc;
     struct sockaddr_storage peers[ALLOC_MAX_PERMS];
     size_t n;
-    int code = peers_check(t, a, m, peers, &n);
+    int code = turn_peers_check(t, a, m, peers, &n);
     for (size_t i = 0; !code && i < n; i++)
         code = alloc_perm_add(a, (struct sockaddr *)&peers[i]);
     if (code)
@@ -106,11 +105,12 @@ size_t turn_do_channel_bind(struct turn_session *s, struct alloc *a, const struc
     if (!cn || stun_attr_get_u32(m, cn, &v) < 0)
         return turn_reply_error(t, m, 400, au, out, cap);
     uint16_t number = (uint16_t)(v >> 16);
-    if (number < STUN_CHANNEL_MIN || number > STUN_CHANNEL_MAX)
+    /* RFC 6062 section 5: a TCP allocation has no channels. */
+    if (number < STUN_CHANNEL_MIN || number > STUN_CHANNEL_MAX || a->tcp)
         return turn_reply_error(t, m, 400, au, out, cap);
     struct sockaddr_storage peers[ALLOC_MAX_PERMS];
     size_t n;
-    int code = peers_check(t, a, m, peers, &n);
+    int code = turn_peers_check(t, a, m, peers, &n);
     if (!code && n != 1)
         code = 400;
     if (!code)
@@ -132,7 +132,7 @@ void turn_send_indication(struct turn_session *s, const struct stun_msg *m,
     const struct stun_attr *pa = stun_attr_find(m, STUN_ATTR_XOR_PEER_ADDRESS);
     const struct stun_attr *da = stun_attr_find(m, STUN_ATTR_DATA);
     struct sockaddr_storage peer;
-    if (!a) {
+    if (!a || a->tcp) {
         stats_add(&st->drops[STATS_DROP_NO_ALLOCATION], 1);
         return;
     }

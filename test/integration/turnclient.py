@@ -16,11 +16,13 @@ import zlib
 from ternd import MAGIC, attr, msg_type, parse, xaddr, error_code, recv_frame
 
 ALLOCATE, REFRESH, SEND, DATA, CREATE_PERMISSION, CHANNEL_BIND = 3, 4, 6, 7, 8, 9
+CONNECT, CONNECTION_BIND, CONNECTION_ATTEMPT = 0xA, 0xB, 0xC  # RFC 6062
 A_USERNAME, A_MI, A_ERROR, A_UNKNOWN, A_CHANNEL, A_LIFETIME = 0x6, 0x8, 0x9, 0xA, 0xC, 0xD
 A_PEER, A_DATA, A_REALM, A_NONCE, A_RELAYED, A_RAF = 0x12, 0x13, 0x14, 0x15, 0x16, 0x17
 A_EVEN, A_TRANSPORT, A_DF, A_MI256, A_PWALG, A_USERHASH = 0x18, 0x19, 0x1A, 0x1C, 0x1D, 0x1E
 A_XMAPPED, A_TOKEN, A_AAF, A_ADDR_ERR, A_PWALGS, A_SOFTWARE, A_FP = 0x20, 0x22, 0x8000, 0x8001, 0x8002, 0x8022, 0x8028
 A_ORIGIN = 0x802F  # draft-ietf-tram-stun-origin, as coturn sends it
+A_CONNECTION_ID = 0x002A  # RFC 6062
 
 
 def xor_addr(host, port, tid):
@@ -182,14 +184,44 @@ class Turn:
             return r
         return r
 
-    def allocate(self, extra=(), lifetime=None):
-        attrs = [attr(A_TRANSPORT, b"\x11\0\0\0")] + list(extra)
+    def allocate(self, extra=(), lifetime=None, protocol=17):
+        attrs = [attr(A_TRANSPORT, bytes([protocol, 0, 0, 0]))] + list(extra)
         if lifetime is not None:
             attrs.append(attr(A_LIFETIME, struct.pack("!I", lifetime)))
         r = self.request(ALLOCATE, attrs)
         if r and r["cls"] == 2:
             self.relayed = [xaddr(v, r["tid"]) for v in r["attrs"][A_RELAYED]]
         return r
+
+    def allocate_tcp(self, extra=(), lifetime=None):
+        """RFC 6062: an Allocate with REQUESTED-TRANSPORT TCP (6)."""
+        return self.allocate(extra, lifetime, protocol=6)
+
+    def connect(self, peer):
+        """RFC 6062 Connect: the response; r["cid"] is its CONNECTION-ID on success."""
+        tid = os.urandom(12)
+        r = self.request(CONNECT, [attr(A_PEER, xor_addr(peer[0], peer[1], tid))], tid=tid)
+        if r and r["cls"] == 2:
+            r["cid"] = struct.unpack("!I", r["attrs"][A_CONNECTION_ID][0])[0]
+        return r
+
+    def connection_bind(self, cid):
+        """RFC 6062 ConnectionBind on this (new) connection; after a success
+        the socket carries raw bytes (self.sock)."""
+        return self.request(CONNECTION_BIND, [attr(A_CONNECTION_ID, struct.pack("!I", cid))])
+
+    def recv_attempt(self, timeout=2.0):
+        """The next ConnectionAttempt indication: (peer, connection id), or None."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            data = self.next_frame(deadline)
+            if data is None:
+                return None
+            r = parse(data)
+            if r["type"] == 0x001C:  # ConnectionAttempt indication
+                return (xaddr(r["attrs"][A_PEER][0], r["tid"]),
+                        struct.unpack("!I", r["attrs"][A_CONNECTION_ID][0])[0])
+        return None
 
     def refresh(self, lifetime):
         return self.request(REFRESH, [attr(A_LIFETIME, struct.pack("!I", lifetime))])
@@ -215,20 +247,23 @@ class Turn:
             msg += b"\0" * ((4 - len(data) % 4) % 4)
         self.send_raw(msg)
 
+    def next_frame(self, deadline):
+        """The next message or ChannelData (one that came early first), or None."""
+        if self.pending:
+            return self.pending.pop(0)
+        self.sock.settimeout(max(0.01, deadline - time.time()))
+        try:
+            return self.recv_raw()
+        except (socket.timeout, ssl.SSLError):
+            return None
+
     def recv_data(self, timeout=2.0):
         """Next relayed datagram: ('channel', number, data) or ('indication', peer, data)."""
         deadline = time.time() + timeout
         while True:
-            if self.pending:
-                data = self.pending.pop(0)
-            else:
-                self.sock.settimeout(max(0.01, deadline - time.time()))
-                try:
-                    data = self.recv_raw()
-                except (socket.timeout, ssl.SSLError):
-                    return None
-                if data is None:
-                    return None
+            data = self.next_frame(deadline)
+            if data is None:
+                return None
             if data[0] & 0xC0 == 0x40:
                 n, l = struct.unpack("!HH", data[:4])
                 return ("channel", n, data[4:4 + l])
