@@ -169,6 +169,28 @@ class TcpRelayTests(TcpRelayBase):
         self.assertEqual(t.permission(("127.0.0.1", port))["cls"], 2)
         self.assertEqual(error(t.connect(("127.0.0.1", port))), 447)
 
+    def test_connect_that_never_completes_447_after_30s(self):
+        # A listener whose accept queue is full drops SYNs: the connect hangs
+        # until ternd gives up (30 s of the TURN clock, 3 s at time_scale 10).
+        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(lsock.close)
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(0)
+        fillers = []
+        for _ in range(3):
+            f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            f.setblocking(False)
+            f.connect_ex(lsock.getsockname())
+            fillers.append(f)
+            self.addCleanup(f.close)
+        time.sleep(0.2)
+        t = self.tcp_alloc()
+        t.sock.settimeout(10)
+        self.assertEqual(t.permission(lsock.getsockname())["cls"], 2)
+        start = time.time()
+        self.assertEqual(error(t.connect(lsock.getsockname())), 447)
+        self.assertGreater(time.time() - start, 2)
+
     def test_connect_twice_to_same_peer_446(self):
         t = self.tcp_alloc()
         p = self.peer()
@@ -302,6 +324,9 @@ class TcpRelayTests(TcpRelayBase):
         self.assertLess(sent, 32 << 20)
         self.assertLess(after - before, 8 * 1024, (before, after, sent))
 
+class TcpRelayMetrics(TcpRelayBase):
+    """On a server of its own: the session gauge sees no other test's connections."""
+
     def metrics(self):
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.mport, timeout=3) as f:
             return f.read().decode()
@@ -367,7 +392,13 @@ class TcpRelayBandwidth(TcpRelayBase):
     def setUpClass(cls):
         cls.port = free_port()
         cls.mport = free_port(kinds=(socket.SOCK_STREAM,))
-        cls.srv = Ternd(tcp_conf(cls.port, limits="max_bps = 100000;")).__enter__()
+        cls.srv = Ternd(tcp_conf(cls.port, limits="max_bps = 100000; user_quota = 1;")).__enter__()
+
+    def test_user_quota_counts_tcp_allocations(self):
+        t = self.client(user="bob", password="hunter2")
+        self.assertEqual(t.allocate_tcp()["cls"], 2)
+        t2 = self.client(user="bob", password="hunter2")
+        self.assertEqual(error(t2.allocate_tcp()), 486)
 
     def test_max_bps_limits_a_tcp_allocation(self):
         t, d, ps = self.connected_pair()

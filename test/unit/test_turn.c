@@ -17,7 +17,9 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,7 +140,9 @@ struct req {
     uint16_t method;
     uint8_t tid[12];
     const char *user, *password; /* NULL: no credentials */
-    bool transport;              /* REQUESTED-TRANSPORT UDP */
+    bool transport;              /* REQUESTED-TRANSPORT UDP (or proto) */
+    uint8_t proto;               /* 0: UDP */
+    uint32_t cid;                /* CONNECTION-ID, or 0 */
     int lifetime;                /* -1: none */
     const struct sockaddr *peer; /* XOR-PEER-ADDRESS */
     uint16_t channel;
@@ -168,16 +172,19 @@ static void req_retid(struct req *r)
     memcpy(r->tid, n.tid, sizeof r->tid);
 }
 
-/* Build r and hand it to the service as a transport would. */
-static enum turn_verdict fx_send(struct fx *f, const struct req *r, uint8_t *out, size_t *len)
+/* Build r and hand it to the service in session s as a transport would. */
+static enum turn_verdict fx_send_on(struct fx *f, struct turn_session *s, const struct req *r,
+                                    uint8_t *out, size_t *len)
 {
     uint8_t buf[1024];
     struct stun_enc e;
     stun_enc_init(&e, buf, sizeof buf, r->method, STUN_CLASS_REQUEST, r->tid, false);
     if (r->transport) {
-        const uint8_t udp[4] = { 17, 0, 0, 0 };
+        const uint8_t udp[4] = { r->proto ? r->proto : 17, 0, 0, 0 };
         stun_enc_add(&e, STUN_ATTR_REQUESTED_TRANSPORT, udp, 4);
     }
+    if (r->cid)
+        stun_enc_add_u32(&e, STUN_ATTR_CONNECTION_ID, r->cid);
     if (r->lifetime >= 0)
         stun_enc_add_u32(&e, STUN_ATTR_LIFETIME, (uint32_t)r->lifetime);
     if (r->channel)
@@ -203,7 +210,12 @@ static enum turn_verdict fx_send(struct fx *f, const struct req *r, uint8_t *out
     }
     struct stun_msg m;
     assert_int_equal(stun_msg_decode(&m, buf, e.len), 0);
-    return turn_handle(&f->s, &m, (struct sockaddr *)&f->client, out, 1024, len);
+    return turn_handle(s, &m, (struct sockaddr *)&f->client, out, 1024, len);
+}
+
+static enum turn_verdict fx_send(struct fx *f, const struct req *r, uint8_t *out, size_t *len)
+{
+    return fx_send_on(f, &f->s, r, out, len);
 }
 
 /* The class and error code of an answer (0 for success). */
@@ -663,6 +675,89 @@ static void test_oauth_token(void **state)
     fx_free(f);
 }
 
+/* A parked request of a Redis user answered from the loop: its code. */
+static int fx_parked_code(struct fx *f, struct turn_session *s, const struct req *r)
+{
+    uint8_t out[1024];
+    size_t len;
+    int before = f->n_sent;
+    assert_int_equal(fx_send_on(f, s, r, out, &len), TURN_PARKED);
+    fake_cluster_answer_all(f->cl);
+    for (int i = 0; i < 200 && f->n_sent == before; i++) {
+        fx_loop(f);
+        if (f->n_sent == before)
+            usleep(5000);
+    }
+    assert_int_equal(f->n_sent, before + 1);
+    return answer_code(f->sent[before].buf, f->sent[before].len);
+}
+
+static int bound_calls;
+static void capture_bound(void *conn)
+{
+    (void)conn;
+    bound_calls++;
+}
+
+/* RFC 6062 for a Redis user: Allocate TCP, Connect (answered when the peer
+ * connection is up) and a ConnectionBind that waited for Redis, answered
+ * and then handed to the transport (client_ops.bound). */
+static void test_connection_bind_parked_then_bound(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(42200, 42300, "");
+    redis_user(f, "carol", "carolpw");
+    fx_challenge(f);
+    struct req a = req_new(STUN_ALLOCATE, "carol", "carolpw");
+    a.proto = 6;
+    assert_int_equal(fx_parked_code(f, &f->s, &a), 0);
+    assert_true(f->s.alloc->tcp);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in peer = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t pl = sizeof peer;
+    assert_int_equal(bind(l, (struct sockaddr *)&peer, sizeof peer), 0);
+    assert_int_equal(listen(l, 4), 0);
+    getsockname(l, (struct sockaddr *)&peer, &pl);
+    struct req p = req_new(STUN_CREATE_PERMISSION, "carol", "carolpw");
+    p.peer = (struct sockaddr *)&peer;
+    assert_int_equal(fx_parked_code(f, &f->s, &p), 0);
+    struct req c = req_new(STUN_CONNECT, "carol", "carolpw");
+    c.peer = (struct sockaddr *)&peer;
+    assert_int_equal(fx_parked_code(f, &f->s, &c), 0);
+    struct stun_msg m;
+    assert_int_equal(stun_msg_decode(&m, f->sent[f->n_sent - 1].buf, f->sent[f->n_sent - 1].len), 0);
+    const struct stun_attr *ci = stun_attr_find(&m, STUN_ATTR_CONNECTION_ID);
+    assert_non_null(ci);
+    uint32_t cid;
+    assert_int_equal(stun_attr_get_u32(&m, ci, &cid), 0);
+
+    static const struct client_ops data_ops = { .send = capture_send, .bound = capture_bound };
+    struct turn_session d;
+    turn_session_init(&d, f->turn, &data_ops, f, (struct sockaddr *)&f->local, true, STATS_TCP);
+    struct req b = req_new(STUN_CONNECTION_BIND, "carol", "carolpw");
+    b.cid = cid;
+    bound_calls = 0;
+    assert_int_equal(fx_parked_code(f, &d, &b), 0);
+    assert_int_equal(bound_calls, 1);
+    assert_int_equal(d.data_id, cid);
+    /* the transport's bufferevent joins the peer connection */
+    int sp[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+    struct bufferevent *bev = bufferevent_socket_new(f->base, sp[0], BEV_OPT_CLOSE_ON_FREE);
+    assert_int_equal(turn_session_data(&d, bev), 0);
+    /* bound once: a second ConnectionBind for it is 400 */
+    struct turn_session d2;
+    turn_session_init(&d2, f->turn, &data_ops, f, (struct sockaddr *)&f->local, true, STATS_TCP);
+    struct req b2 = req_new(STUN_CONNECTION_BIND, "carol", "carolpw");
+    b2.cid = cid;
+    assert_int_equal(fx_parked_code(f, &d2, &b2), 400);
+    turn_session_end(&d2, "test over");
+    turn_session_end(&d, "test over");
+    fx_free(f); /* the allocation ends and takes its connections */
+    close(sp[1]);
+    close(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -679,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_origin_selects_realm),
         cmocka_unit_test(test_user_of_one_realm_refused_in_another),
         cmocka_unit_test(test_oauth_token),
+        cmocka_unit_test(test_connection_bind_parked_then_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,7 +45,8 @@ int turn_harness_init(struct turn_harness *h, const char *conf_text, char *err, 
     h->turn = turn_new(&te);
     struct relay_env re = { .base = h->base, .conf = &h->conf, .clock = &h->clock,
                             .stats = &h->stats, .realms = &h->realms, .quota = h->quota,
-                            .on_death = turn_on_alloc_death, .death_arg = h->turn };
+                            .on_death = turn_on_alloc_death, .death_arg = h->turn,
+                            .on_tcp = turn_on_tcp };
     h->relay = h->turn ? relay_table_new(&re) : NULL;
     if (!h->base || !h->quota || !h->resv || !h->rate || !h->turn || !h->relay) {
         snprintf(err, err_len, "out of memory");
