@@ -94,6 +94,12 @@ static void conn_release(struct stream_conn *c, const char *why, bool keep)
     stats_sub(&t->env.stats->sessions[c->tls ? STATS_TLS : STATS_TCP], 1);
     if (c->handshake)
         event_free(c->handshake);
+    /* Inside its own callback a bufferevent is finalized only once the
+     * callback returns; a kept socket must be out of this worker's epoll
+     * set before another worker (or bufferevent) takes it, so its events go
+     * now. */
+    if (keep)
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     bufferevent_free(c->bev);
     if (!keep) {
         if (c->ssl)
@@ -144,8 +150,10 @@ static int conn_become_data(struct stream_conn *c)
         c->ssl ? bufferevent_openssl_socket_new(base, c->fd, c->ssl, BUFFEREVENT_SSL_OPEN,
                                                 BEV_OPT_CLOSE_ON_FREE)
                : bufferevent_socket_new(base, c->fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev)
+    if (!bev) {
+        c->ssl = NULL; /* a failed bufferevent_openssl_socket_new frees it (CLOSE_ON_FREE) */
         return -1;
+    }
     if (c->ssl)
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     /* The old output's front is frozen too (only its writes drain it); it
