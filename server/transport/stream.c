@@ -267,6 +267,13 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
         conn_set_timeout(c, c->t->env.conf->idle_timeout);
         return;
     }
+    if ((what & BEV_EVENT_TIMEOUT) && c->ts.alloc && c->ts.alloc->tcp) {
+        /* RFC 6062: the control connection of a TCP allocation is quiet
+         * while its data connections work; the allocation's lifetime bounds
+         * it, and the first timeout after the allocation closes it. */
+        bufferevent_enable(c->bev, EV_READ);
+        return;
+    }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
         if (what & BEV_EVENT_TIMEOUT) {
             char a[NET_ADDRSTRLEN];

@@ -387,6 +387,24 @@ class TcpRelayOverTls(TcpRelayBase):
             self.assertEqual(recv_exact(d.sock, 2), b"ok")
 
 
+class TcpRelayIdle(TcpRelayBase):
+    @classmethod
+    def setUpClass(cls):
+        cls.port = free_port()
+        cls.srv = Ternd(tcp_conf(cls.port, limits="idle_timeout = 1;")).__enter__()
+
+    def test_quiet_control_connection_of_tcp_allocation_stays(self):
+        t, d, ps = self.connected_pair()
+        time.sleep(2.5)  # beyond idle_timeout: only the data connection is busy
+        both_ways(self, d, ps, 1000)
+        self.assertEqual(t.refresh(600)["cls"], 2)
+
+    def test_idle_connection_without_tcp_allocation_still_closed(self):
+        t = self.client()
+        self.assertEqual(t.allocate()["cls"], 2)
+        self.assertTrue(wait_closed(t.sock, 4))
+
+
 class TcpRelayBandwidth(TcpRelayBase):
     @classmethod
     def setUpClass(cls):
