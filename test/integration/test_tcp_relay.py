@@ -212,6 +212,16 @@ class TcpRelayTests(TcpRelayBase):
         for cid in (0x00123456, 0x01654321, 0x7F000001):
             self.assertEqual(error(d.connection_bind(cid)), 400)
 
+    def test_connection_bind_over_udp_or_on_the_control_connection_400(self):
+        t = self.tcp_alloc()
+        p = self.peer()
+        t.permission(p.addr)
+        cid = t.connect(p.addr)["cid"]
+        self.assertEqual(error(t.connection_bind(cid)), 400)  # it has the allocation
+        u = self.client(transport="udp")
+        self.assertEqual(error(u.connection_bind(cid)), 400)
+        self.bind(t, cid)
+
     def test_connection_bind_other_user_441(self):
         t = self.tcp_alloc()
         p = self.peer()
