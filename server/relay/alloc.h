@@ -96,6 +96,7 @@ struct alloc {
     uint8_t alg;      /* enum auth_alg of the key */
     uint8_t key_len;  /* of key */
     bool oauth;       /* made with an RFC 7635 token: key is the token's MAC key */
+    bool dont_fragment; /* the Allocate carried DONT-FRAGMENT: the relay sockets' DF */
     uint64_t token_end; /* oauth: unix time its latest token ends */
     uint8_t realm;       /* index in env.realms (found again by name after a reload) */
     uint8_t stats_realm; /* its metrics series (stats.h) */
@@ -158,10 +159,13 @@ int alloc_chan_bind(struct alloc *a, uint16_t number, const struct sockaddr *pee
 /* Is addr (IP and port) one of this allocation's own relay addresses? */
 bool alloc_is_own_relay(const struct alloc *a, const struct sockaddr *addr);
 
-/* Client -> peer. ChannelData (whole frame as received) and Send indication. */
+/* Client -> peer. ChannelData (whole frame as received; DF as the
+ * Allocate asked) and Send indication (df: it carried DONT-FRAGMENT). */
 void alloc_relay_channel(struct alloc *a, const uint8_t *frame, size_t len);
 void alloc_relay_send(struct alloc *a, const struct sockaddr *peer, const uint8_t *data,
-                      size_t len);
+                      size_t len, bool df);
+/* The Allocate's DONT-FRAGMENT: the relay sockets' DF for ChannelData. */
+void alloc_relay_set_df(struct alloc *a, bool on);
 
 /* Open a relay socket on ip (port chosen in [min,max], even if asked);
  * reserve_next also binds port+1 and returns it in *next_fd. 0 or -errno. */
