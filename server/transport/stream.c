@@ -148,8 +148,10 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
             event_free(c->handshake);
         c->handshake = NULL;
         SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
-        if (ssl)
+        if (ssl) {
             transport_sni_realm(c->t->env.conf, ssl, &c->ts);
+            stats_add(&c->t->env.stats->tls_handshakes[0][SSL_session_reused(ssl) == 1], 1);
+        }
         conn_set_timeout(c, c->t->env.conf->idle_timeout);
         return;
     }
