@@ -320,8 +320,9 @@ class RealHaproxy(unittest.TestCase):
             for version, opt in (("v1", "send-proxy"), ("v2", "send-proxy-v2")):
                 front = free_port(kinds=(socket.SOCK_STREAM,))
                 cls.front[kind, version] = front
-                sections.append("listen %s_%s\n    bind 127.0.0.1:%d\n    server s1 127.0.0.1:%d %s\n"
-                                % (kind, version, front, port, opt))
+                # health checks carry a header too (v2: LOCAL)
+                sections.append("listen %s_%s\n    bind 127.0.0.1:%d\n    server s1 127.0.0.1:%d %s"
+                                " check check-send-proxy inter 300\n" % (kind, version, front, port, opt))
         d = temp_dir("haproxy-test-")
         cls.hconf = os.path.join(d, "haproxy.cfg")
         with open(cls.hconf, "w") as f:
@@ -360,6 +361,14 @@ class RealHaproxy(unittest.TestCase):
                     s.close()
             self.assertTrue(wait_log(self.srv, r"stream %s:%d: PROXY %s header from 127\.0\.0\.1:"
                                      % (re.escape(mine[0]), mine[1], version)))
+
+    def test_health_checks_are_served(self):
+        # the balancer's own connections: a v2 LOCAL header keeps its address
+        self.assertTrue(wait_log(self.srv, r"stream 127\.0\.0\.1:\d+: PROXY v2 header from 127\.0\.0\.1:\d+ "
+                                 r"\(its own address stands\)"), self.srv.stderr()[-2000:])
+        self.assertNotIn("not a PROXY header", self.srv.stderr())
+        with open(self.hlog.name) as f:
+            self.assertNotRegex(f.read(), r"is DOWN")
 
     def test_allocate_behind_haproxy(self):
         for (kind, version), front in sorted(self.front.items()):
