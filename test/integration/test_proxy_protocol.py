@@ -1,7 +1,7 @@
 """PROXY protocol (HAProxy's proxy-protocol.txt, v1 and v2) on TCP and TLS
 listeners with `proxy_protocol = true`: the client address in
-XOR-MAPPED-ADDRESS, in the session log and in the debug log is the header's
-source; a connection without a valid header is closed within
+XOR-MAPPED-ADDRESS, in the unauthenticated rate limit, in the session log and
+in the debug log is the header's source; a connection without a valid header is closed within
 limits.handshake_timeout; a listener without the key is unchanged. Driven
 first with hand-written headers, then through a real HAProxy (`mode tcp`,
 `send-proxy` and `send-proxy-v2`, TLS passed through untouched) with the
@@ -19,8 +19,8 @@ import subprocess
 import time
 import unittest
 
-from ternd import (Ternd, conf, free_port, parse, recv_frame, request, temp_dir, tls_files,
-                   wait_closed, xaddr)
+from ternd import (Ternd, attr, conf, error_code, free_port, parse, recv_frame, request, temp_dir,
+                   tls_files, wait_closed, xaddr)
 from turnclient import A_RELAYED, Turn
 
 HOST = "127.0.0.1"
@@ -266,6 +266,28 @@ class Config(unittest.TestCase):
             finally:
                 for s in waiting:
                     s.close()
+
+    def test_unauth_rate_is_per_header_address(self):
+        # unauth_rate = 1: one 401 per source; every connection comes from
+        # 127.0.0.1, so only the header can tell the sources apart
+        port = free_port()
+        text = conf(port, listen='{ proto = "tcp"; ip = "%s"; port = %d; proxy_protocol = true; }'
+                    % (HOST, port), extra="limits = { unauth_rate = 1; };")
+
+        def allocate_from(src):
+            with connect(port) as s:
+                s.sendall(v2(src, 1000) + request(attr(0x19, b"\x11\0\0\0"), method=3)[0])
+                s.settimeout(0.4)
+                try:
+                    reply = recv_frame(s)
+                except socket.timeout:
+                    return "dropped"
+                return reply and error_code(parse(reply)["attrs"][0x9][0])
+
+        with Ternd(text):
+            self.assertEqual(allocate_from("192.0.2.60"), 401)
+            self.assertEqual(allocate_from("192.0.2.60"), "dropped")  # its allowance is spent
+            self.assertEqual(allocate_from("192.0.2.61"), 401)  # another client's is not
 
     def test_stop_with_headers_awaited_frees_them(self):
         # under ASan, a connection still waiting for its header at exit leaks nothing
