@@ -10,6 +10,15 @@
  * bufferevent's inactivity timeout), and a session idle for
  * limits.idle_timeout is closed; a client that does not read its answers is
  * cut off once STREAM_MAX_OUTPUT bytes wait for it.
+ *
+ * Behind a balancer (the listen entry's proxy_protocol, read at each accept
+ * so a reload applies to the next connection), a connection first waits,
+ * with no bufferevent yet, for the PROXY header (proxy_wait.c), which must
+ * come whole within the same handshake_timeout as a TLS handshake (one timer
+ * for both: a header trickled in slowly leaves less time for TLS). Until it
+ * has, the connection counts against max_connections like any other. Its
+ * source address then stands for the client everywhere: answers, peer
+ * policy, rate limits, logs.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -53,8 +62,11 @@ struct stream_listener {
 struct stream_conn {
     struct stream_conn *next, *prev; /* the transport's list, for shutdown */
     struct transport *t;
-    struct bufferevent *bev;
-    struct event *handshake; /* TLS: the handshake deadline, until connected */
+    struct bufferevent *bev;    /* NULL while the PROXY header is awaited */
+    struct event *handshake;    /* TLS, PROXY header: the deadline, until connected */
+    struct event *proxy;        /* the read event on fd while the header is awaited */
+    evutil_socket_t fd;         /* owned here until bev takes it, then -1 */
+    struct proxy_wait pw;
     bool tls;
     struct sockaddr_storage peer;
     struct binding_env env;
@@ -78,7 +90,12 @@ static void conn_end(struct stream_conn *c, const char *why)
     stats_sub(&t->env.stats->sessions[c->tls ? STATS_TLS : STATS_TCP], 1);
     if (c->handshake)
         event_free(c->handshake);
-    bufferevent_free(c->bev);
+    if (c->proxy)
+        event_free(c->proxy);
+    if (c->bev)
+        bufferevent_free(c->bev);
+    else
+        close(c->fd);
     free(c);
 }
 
@@ -200,10 +217,71 @@ static void conn_on_handshake_deadline(evutil_socket_t fd, short what, void *arg
     (void)fd, (void)what;
     struct stream_conn *c = arg;
     char a[NET_ADDRSTRLEN];
-    log_debug("stream %s: TLS handshake not done in %u s", net_addr_format((struct sockaddr *)&c->peer, a,
-                                                                          sizeof a),
+    log_debug("stream %s: %s in %u s", net_addr_format((struct sockaddr *)&c->peer, a, sizeof a),
+              c->proxy ? "no PROXY header" : "TLS handshake not done",
               c->t->env.conf->handshake_timeout);
     conn_free(c);
+}
+
+/* The session proper: the bufferevent over fd (TLS: accepting, under the
+ * deadline already running). -1: c is to be freed. */
+static int conn_start(struct stream_conn *c, const char *realm)
+{
+    struct transport *t = c->t;
+    if (c->tls) {
+        SSL_CTX *ctx = tls_server_ctx(t->env.tls, false, realm);
+        SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+        SSL_CTX_free(ctx);
+        if (!ssl)
+            return -1;
+        c->bev = bufferevent_openssl_socket_new(t->env.base, c->fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        if (!c->bev) {
+            SSL_free(ssl);
+            return -1;
+        }
+        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+        if (c->handshake)
+            event_free(c->handshake);
+        c->handshake = NULL;
+        c->bev = bufferevent_socket_new(t->env.base, c->fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!c->bev)
+            return -1;
+    }
+    c->fd = -1;
+    bufferevent_setcb(c->bev, conn_on_read, NULL, conn_on_event, c);
+    conn_set_timeout(c, t->env.conf->idle_timeout);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return 0;
+}
+
+static void conn_on_proxy_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct stream_conn *c = arg;
+    struct proxy_header h;
+    char a[NET_ADDRSTRLEN], b[NET_ADDRSTRLEN];
+    int rc = proxy_wait_read(fd, &c->pw, &h);
+    if (rc == 0)
+        return;
+    net_addr_format((struct sockaddr *)&c->peer, a, sizeof a);
+    if (rc < 0) {
+        if (rc == -EPROTO)
+            stats_add(&c->t->env.stats->drops[STATS_DROP_MALFORMED], 1);
+        log_debug("stream %s: closed: %s", a, rc == -EPROTO ? "not a PROXY header" : strerror(-rc));
+        conn_free(c);
+        return;
+    }
+    event_free(c->proxy);
+    c->proxy = NULL;
+    if (!h.local)
+        c->peer = h.src;
+    log_debug("stream %s: PROXY v%d header from %s%s",
+              net_addr_format((struct sockaddr *)&c->peer, b, sizeof b), h.version, a,
+              h.local ? " (its own address stands)" : "");
+    if (conn_start(c, c->ts.realm) < 0)
+        conn_free(c);
 }
 
 static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -227,6 +305,7 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
     int sndbuf = STREAM_SNDBUF;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     c->t = t;
+    c->fd = fd;
     c->tls = sl->tls;
     memcpy(&c->peer, sa, (size_t)salen < sizeof c->peer ? (size_t)salen : sizeof c->peer);
     c->env.software = cf->software;
@@ -235,48 +314,36 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
     c->env.stats = t->env.stats;
     turn_session_init(&c->ts, t->env.turn, &stream_client_ops, c,
                       (const struct sockaddr *)&c->env.local, true, sl->tls ? STATS_TLS : STATS_TCP);
-    const char *realm = transport_listen_realm(cf, sl->tls ? CONF_TLS : CONF_TCP, &sl->addr);
+    const struct conf_listen *li = transport_listen_find(cf, sl->tls ? CONF_TLS : CONF_TCP, &sl->addr);
+    const char *realm = li ? li->realm : "";
     turn_session_set_realm(&c->ts, realm);
     socklen_t ll = sizeof c->env.local;
     if (getsockname(fd, (struct sockaddr *)&c->env.local, &ll) < 0)
         c->env.local = sl->addr;
-
-    if (sl->tls) {
-        SSL_CTX *ctx = tls_server_ctx(t->env.tls, false, realm);
-        SSL *ssl = ctx ? SSL_new(ctx) : NULL;
-        SSL_CTX_free(ctx);
-        struct timeval tv = { .tv_sec = cf->handshake_timeout };
-        c->handshake = evtimer_new(t->env.base, conn_on_handshake_deadline, c);
-        if (ssl && c->handshake && evtimer_add(c->handshake, &tv) == 0)
-            c->bev = bufferevent_openssl_socket_new(t->env.base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                    BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev) {
-            if (ssl)
-                SSL_free(ssl);
-            if (c->handshake)
-                event_free(c->handshake);
-            close(fd);
-            free(c);
-            return;
-        }
-        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-    } else {
-        c->bev = bufferevent_socket_new(t->env.base, fd, BEV_OPT_CLOSE_ON_FREE);
-        if (!c->bev) {
-            close(fd);
-            free(c);
-            return;
-        }
-    }
     t->n_conns++;
     stats_add(&t->env.stats->sessions[c->tls ? STATS_TLS : STATS_TCP], 1);
     c->next = t->conns;
     if (t->conns)
         t->conns->prev = c;
     t->conns = c;
-    bufferevent_setcb(c->bev, conn_on_read, NULL, conn_on_event, c);
-    conn_set_timeout(c, cf->idle_timeout);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+
+    bool proxy = li && li->proxy_protocol;
+    struct timeval tv = { .tv_sec = cf->handshake_timeout };
+    if (sl->tls || proxy) {
+        c->handshake = evtimer_new(t->env.base, conn_on_handshake_deadline, c);
+        if (!c->handshake || evtimer_add(c->handshake, &tv) < 0)
+            goto fail;
+    }
+    if (proxy) {
+        c->proxy = event_new(t->env.base, fd, EV_READ | EV_PERSIST, conn_on_proxy_readable, c);
+        if (!c->proxy || event_add(c->proxy, NULL) < 0)
+            goto fail;
+        return;
+    }
+    if (conn_start(c, realm) == 0)
+        return;
+fail:
+    conn_free(c);
 }
 
 static void listener_on_error(struct evconnlistener *l, void *arg)
