@@ -30,7 +30,7 @@
 static int conf_load_listen(const struct conf_ctx *x, struct conf *c, const config_setting_t *root,
                             config_setting_t **where)
 {
-    static const char *const keys[] = {"proto", "ip", "port", "realm", NULL};
+    static const char *const keys[] = {"proto", "ip", "port", "realm", "proxy_protocol", NULL};
     char path[CONF_STR];
     config_setting_t *l;
     if (conf_take_seq(x, root, "listen", CONF_MAX_LISTEN, &l) < 0)
@@ -50,6 +50,7 @@ static int conf_load_listen(const struct conf_ctx *x, struct conf *c, const conf
             return -1;
 
         struct conf_listen *li = &c->listen[c->n_listen];
+        memset(li, 0, sizeof *li); /* not the default listener's values */
         const config_setting_t *p = config_setting_get_member(e, "proto");
         char proto[16];
         if (!p)
@@ -70,8 +71,14 @@ static int conf_load_listen(const struct conf_ctx *x, struct conf *c, const conf
         /* The standard ports make ip/port optional in the common case. */
         unsigned def_port = (li->proto == CONF_TLS || li->proto == CONF_DTLS) ? 5349 : 3478;
         if (conf_get_endpoint(x, e, "0.0.0.0", def_port, &li->addr) < 0 ||
-            conf_take_str(x, e, "realm", li->realm, sizeof(li->realm), true) < 0)
+            conf_take_str(x, e, "realm", li->realm, sizeof(li->realm), true) < 0 ||
+            conf_take_bool(x, e, "proxy_protocol", &li->proxy_protocol) < 0)
             return -1;
+        /* A balancer's header opens a stream; a datagram has nowhere to put it. */
+        const config_setting_t *pp = config_setting_get_member(e, "proxy_protocol");
+        if (pp && (li->proto == CONF_UDP || li->proto == CONF_DTLS))
+            return conf_fail(x, pp, "'%s' is for tcp and tls listeners, not %s",
+                             CONF_PATH(pp, path), proto);
         where[c->n_listen++] = e;
         continue;
     bad_proto:

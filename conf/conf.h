@@ -32,6 +32,7 @@ struct conf_listen {
     enum conf_proto proto;
     struct sockaddr_storage addr; /* ip + port */
     char realm[CONF_MAX_REALM + 1]; /* every request here is in this realm; "" none */
+    bool proxy_protocol; /* tcp, tls: a PROXY header (v1 or v2) names the client */
 };
 
 /* A static user: password (plain) or a precomputed key (hex in the file). */

@@ -83,6 +83,7 @@ struct metrics_totals {
     uint64_t bytes[STATS_MAX_REALMS][STATS_N_DIRS];
     uint64_t packets[STATS_MAX_REALMS][STATS_N_DIRS];
     uint64_t drops[STATS_N_DROPS];
+    uint64_t tls_handshakes[2][2];
 };
 
 /* A realm name as a label value: backslash, quote and newline escaped. */
@@ -130,6 +131,9 @@ static void metrics_sum_workers(const struct server *srv, struct metrics_totals 
         t->channels_bound += stats_read(&s->channels_bound);
         for (int r = 0; r < STATS_N_DROPS; r++)
             t->drops[r] += stats_read(&s->drops[r]);
+        for (int d = 0; d < 2; d++)
+            for (int r = 0; r < 2; r++)
+                t->tls_handshakes[d][r] += stats_read(&s->tls_handshakes[d][r]);
     }
 }
 
@@ -276,6 +280,13 @@ static void metrics_write_counters(const struct metrics_totals *t, struct evbuff
     for (int r = 0; r < STATS_N_DROPS; r++)
         evbuffer_add_printf(b, "tern_dropped_packets_total{reason=\"%s\"} %llu\n", drop_names[r],
                             (unsigned long long)t->drops[r]);
+    metrics_write_family(b, "tern_tls_handshakes_total", "counter",
+                         "TLS and DTLS handshakes completed, full or resumed by session ticket.");
+    for (int d = 0; d < 2; d++)
+        for (int r = 0; r < 2; r++)
+            evbuffer_add_printf(b, "tern_tls_handshakes_total{transport=\"%s\",resumed=\"%s\"} %llu\n",
+                                d ? "dtls" : "tls", r ? "true" : "false",
+                                (unsigned long long)t->tls_handshakes[d][r]);
 }
 
 static void metrics_write_all(const struct metrics *m, struct evbuffer *b)

@@ -81,6 +81,7 @@ struct worker_stats {
     stats_counter bytes[STATS_MAX_REALMS][STATS_N_DIRS];
     stats_counter packets[STATS_MAX_REALMS][STATS_N_DIRS];
     stats_counter drops[STATS_N_DROPS];
+    stats_counter tls_handshakes[2][2];         /* [dtls][resumed by ticket] */
     stats_counter sessions[STATS_N_TRANSPORTS]; /* gauge: live sessions */
     stats_counter allocations[STATS_MAX_REALMS]; /* gauge: live allocations */
     stats_counter relay_sockets;                /* gauge: relay sockets of live allocations */

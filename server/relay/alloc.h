@@ -106,6 +106,7 @@ struct alloc {
     uint16_t n_tcp;   /* its peer data connections (tcp_relay.h), at most TCP_RELAY_MAX_CONNS */
     struct tcp_conn *tcp_conns;               /* owned; ended with the allocation */
     struct bufferevent_rate_limit_group *tcp_rl; /* limits.max_bps over them; owned */
+    bool dont_fragment; /* the Allocate carried DONT-FRAGMENT: the relay sockets' DF */
     uint64_t token_end; /* oauth: unix time its latest token ends */
     uint8_t realm;       /* index in env.realms (found again by name after a reload) */
     uint8_t stats_realm; /* its metrics series (stats.h) */
@@ -168,10 +169,13 @@ int alloc_chan_bind(struct alloc *a, uint16_t number, const struct sockaddr *pee
 /* Is addr (IP and port) one of this allocation's own relay addresses? */
 bool alloc_is_own_relay(const struct alloc *a, const struct sockaddr *addr);
 
-/* Client -> peer. ChannelData (whole frame as received) and Send indication. */
+/* Client -> peer. ChannelData (whole frame as received; DF as the
+ * Allocate asked) and Send indication (df: it carried DONT-FRAGMENT). */
 void alloc_relay_channel(struct alloc *a, const uint8_t *frame, size_t len);
 void alloc_relay_send(struct alloc *a, const struct sockaddr *peer, const uint8_t *data,
-                      size_t len);
+                      size_t len, bool df);
+/* The Allocate's DONT-FRAGMENT: the relay sockets' DF for ChannelData. */
+void alloc_relay_set_df(struct alloc *a, bool on);
 
 /* Open a relay socket on ip (port chosen in [min,max], even if asked);
  * reserve_next also binds port+1 and returns it in *next_fd; stream: a TCP

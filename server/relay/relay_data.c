@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -90,8 +91,59 @@ static const struct relay *relay_for(const struct alloc *a, int family)
     return NULL;
 }
 
+/* DF on (IPv4: IP_PMTUDISC_DO; IPv6: IPV6_DONTFRAG) or off (IPv4:
+ * IP_PMTUDISC_DONT, the RFC 8656 section 14 "alternate behavior" of a DF
+ * of 0; IPv6: fragment at the source when needed) for the relay socket. */
+static int relay_set_df(const struct relay *r, bool on)
+{
+    if (r->addr.sin6_family == AF_INET) {
+        int mode = on ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT;
+        return setsockopt(r->fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, sizeof mode);
+    }
+    int v = on;
+    return setsockopt(r->fd, IPPROTO_IPV6, IPV6_DONTFRAG, &v, sizeof v);
+}
+
+void alloc_relay_set_df(struct alloc *a, bool on)
+{
+    a->dont_fragment = on;
+    for (unsigned i = 0; i < a->n_relay; i++)
+        relay_set_df(&a->relay[i], on);
+}
+
+/* One datagram whose DF differs from its socket's mode: IPv6 says so in
+ * ancillary data; Linux has no such thing for IPv4, so the mode is switched
+ * around this datagram (a Send indication, never the ChannelData path). */
+static ssize_t relay_send_df(const struct alloc *a, const struct relay *r,
+                             const struct sockaddr *peer, const uint8_t *data, size_t len, bool df)
+{
+    if (r->addr.sin6_family == AF_INET) {
+        if (relay_set_df(r, df) < 0)
+            return -1;
+        ssize_t n = sendto(r->fd, data, len, MSG_DONTWAIT, peer, net_addr_len(peer));
+        relay_set_df(r, a->dont_fragment);
+        return n;
+    }
+    union {
+        struct cmsghdr h;
+        uint8_t buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+    struct msghdr mh = { .msg_name = (void *)peer, .msg_namelen = net_addr_len(peer),
+                         .msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = IPPROTO_IPV6;
+    c->cmsg_type = IPV6_DONTFRAG;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    int v = df;
+    memcpy(CMSG_DATA(c), &v, sizeof v);
+    return sendmsg(r->fd, &mh, MSG_DONTWAIT);
+}
+
+/* df: -1 the allocation's DF (ChannelData), else this datagram's. */
 static void relay_to_peer(struct alloc *a, const struct sockaddr *peer, const uint8_t *data,
-                          size_t len, uint32_t now)
+                          size_t len, uint32_t now, int df)
 {
     struct worker_stats *st = a->t->env.stats;
     const struct relay *r = relay_for(a, peer->sa_family);
@@ -103,7 +155,10 @@ static void relay_to_peer(struct alloc *a, const struct sockaddr *peer, const ui
         stats_add(&st->drops[STATS_DROP_BANDWIDTH], 1);
         return;
     }
-    if (sendto(r->fd, data, len, MSG_DONTWAIT, peer, net_addr_len(peer)) >= 0) {
+    ssize_t n = df < 0 || (df > 0) == a->dont_fragment
+                    ? sendto(r->fd, data, len, MSG_DONTWAIT, peer, net_addr_len(peer))
+                    : relay_send_df(a, r, peer, data, len, df > 0);
+    if (n >= 0) {
         a->bytes_out += len;
         a->pkts_out++;
         stats_add(&st->bytes[a->stats_realm][STATS_TO_PEER], len);
@@ -122,19 +177,20 @@ void alloc_relay_channel(struct alloc *a, const uint8_t *frame, size_t len)
     uint32_t now = relay_now(a->t);
     const struct chan *c = relay_chan_by_number(a, number, now);
     if (c)
-        relay_to_peer(a, (const struct sockaddr *)&c->peer, data, dlen, now);
+        relay_to_peer(a, (const struct sockaddr *)&c->peer, data, dlen, now, -1);
     else
         stats_add(&a->t->env.stats->drops[STATS_DROP_NO_CHANNEL], 1);
 }
 
-void alloc_relay_send(struct alloc *a, const struct sockaddr *peer, const uint8_t *data, size_t len)
+void alloc_relay_send(struct alloc *a, const struct sockaddr *peer, const uint8_t *data, size_t len,
+                      bool df)
 {
     /* A datagram to its own relay port would come back as if from a peer. */
     if (alloc_is_own_relay(a, peer)) {
         stats_add(&a->t->env.stats->drops[STATS_DROP_NO_PERMISSION], 1);
         return;
     }
-    relay_to_peer(a, peer, data, len, relay_now(a->t));
+    relay_to_peer(a, peer, data, len, relay_now(a->t), df);
 }
 
 /* The header for one peer datagram to the client: ChannelData if the peer

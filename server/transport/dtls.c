@@ -302,6 +302,7 @@ static int session_run(struct dtls_session *s)
         s->established = true;
         s->deadline_ms = clock_mono_ms() + (uint64_t)ep->t->env.conf->idle_timeout * 1000u;
         transport_sni_realm(ep->t->env.conf, s->ssl, &s->ts);
+        stats_add(&ep->t->env.stats->tls_handshakes[1][SSL_session_reused(s->ssl) == 1], 1);
     }
     for (;;) {
         int n = SSL_read(s->ssl, ep->buf, sizeof ep->buf);

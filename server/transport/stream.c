@@ -11,6 +11,15 @@
  * limits.idle_timeout is closed; a client that does not read its answers is
  * cut off once STREAM_MAX_OUTPUT bytes wait for it.
  *
+ * Behind a balancer (the listen entry's proxy_protocol, read at each accept
+ * so a reload applies to the next connection), a connection first waits,
+ * with no bufferevent yet, for the PROXY header (proxy_wait.c), which must
+ * come whole within the same handshake_timeout as a TLS handshake (one timer
+ * for both: a header trickled in slowly leaves less time for TLS). Until it
+ * has, the connection counts against max_connections like any other. Its
+ * source address then stands for the client everywhere: answers, peer
+ * policy, rate limits, logs.
+ *
  * RFC 6062: a connection whose ConnectionBind succeeded leaves this file:
  * a new bufferevent over the same socket (and TLS state), holding what was
  * read and what waits to be written, goes to the relay (turn_session_data).
@@ -61,14 +70,16 @@ struct stream_listener {
 
 /* One client connection; owned by its worker's transport, freed by
  * conn_free. ts.alloc is its one allocation (RFC 8656 section 3.1). fd and
- * ssl are owned (bev does not close them), bev and handshake too. */
+ * ssl are owned here (bev never closes them), bev and the events too. */
 struct stream_conn {
     struct stream_conn *next, *prev; /* the transport's list, for shutdown */
     struct transport *t;
-    int fd;
-    SSL *ssl; /* TLS */
-    struct bufferevent *bev;
-    struct event *handshake; /* TLS: the handshake deadline, until connected */
+    struct bufferevent *bev;    /* NULL while the PROXY header is awaited */
+    struct event *handshake;    /* TLS, PROXY header: the deadline, until connected */
+    struct event *proxy;        /* the read event on fd while the header is awaited */
+    evutil_socket_t fd;
+    SSL *ssl;                   /* TLS, once the session proper starts */
+    struct proxy_wait pw;
     bool tls;
     struct sockaddr_storage peer;
     struct binding_env env;
@@ -94,13 +105,16 @@ static void conn_release(struct stream_conn *c, const char *why, bool keep)
     stats_sub(&t->env.stats->sessions[c->tls ? STATS_TLS : STATS_TCP], 1);
     if (c->handshake)
         event_free(c->handshake);
+    if (c->proxy)
+        event_free(c->proxy);
     /* Inside its own callback a bufferevent is finalized only once the
      * callback returns; a kept socket must be out of this worker's epoll
      * set before another worker (or bufferevent) takes it, so its events go
      * now. */
-    if (keep)
+    if (c->bev && keep)
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-    bufferevent_free(c->bev);
+    if (c->bev)
+        bufferevent_free(c->bev);
     if (!keep) {
         if (c->ssl)
             SSL_free(c->ssl);
@@ -262,8 +276,10 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
             event_free(c->handshake);
         c->handshake = NULL;
         SSL *ssl = c->tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
-        if (ssl)
+        if (ssl) {
             transport_sni_realm(c->t->env.conf, ssl, &c->ts);
+            stats_add(&c->t->env.stats->tls_handshakes[0][SSL_session_reused(ssl) == 1], 1);
+        }
         conn_set_timeout(c, c->t->env.conf->idle_timeout);
         return;
     }
@@ -328,26 +344,94 @@ static void conn_on_handshake_deadline(evutil_socket_t fd, short what, void *arg
     (void)fd, (void)what;
     struct stream_conn *c = arg;
     char a[NET_ADDRSTRLEN];
-    log_debug("stream %s: TLS handshake not done in %u s", net_addr_format((struct sockaddr *)&c->peer, a,
-                                                                          sizeof a),
+    log_debug("stream %s: %s in %u s", net_addr_format((struct sockaddr *)&c->peer, a, sizeof a),
+              c->proxy ? "no PROXY header" : "TLS handshake not done",
               c->t->env.conf->handshake_timeout);
     conn_free(c);
 }
 
-/* A connection of t over fd: TLS when ssl is given, its handshake still to
- * do when handshake. Takes fd and ssl in every case; NULL on failure. */
-static struct stream_conn *conn_new(struct transport *t, int fd, SSL *ssl, bool handshake,
+/* The session proper: the bufferevent over fd; for TLS over ssl (taken),
+ * accepting under the deadline already running, or open (a connection
+ * handed over). -1: c is to be freed. */
+static int conn_start_tls(struct stream_conn *c, SSL *ssl, enum bufferevent_ssl_state state)
+{
+    struct transport *t = c->t;
+    if (ssl) {
+        c->ssl = ssl;
+        c->bev = bufferevent_openssl_socket_new(t->env.base, c->fd, ssl, state, 0);
+        if (!c->bev)
+            return -1;
+        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+        if (c->handshake)
+            event_free(c->handshake);
+        c->handshake = NULL;
+        c->bev = bufferevent_socket_new(t->env.base, c->fd, 0);
+        if (!c->bev)
+            return -1;
+    }
+    bufferevent_setcb(c->bev, conn_on_read, NULL, conn_on_event, c);
+    conn_set_timeout(c, t->env.conf->idle_timeout);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    return 0;
+}
+
+static int conn_start(struct stream_conn *c, const char *realm)
+{
+    SSL *ssl = NULL;
+    if (c->tls) {
+        SSL_CTX *ctx = tls_server_ctx(c->t->env.tls, false, realm);
+        ssl = ctx ? SSL_new(ctx) : NULL;
+        SSL_CTX_free(ctx);
+        if (!ssl)
+            return -1;
+    }
+    return conn_start_tls(c, ssl, BUFFEREVENT_SSL_ACCEPTING);
+}
+
+static void conn_on_proxy_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct stream_conn *c = arg;
+    struct proxy_header h;
+    char a[NET_ADDRSTRLEN], b[NET_ADDRSTRLEN];
+    int rc = proxy_wait_read(fd, &c->pw, &h);
+    if (rc == 0)
+        return;
+    net_addr_format((struct sockaddr *)&c->peer, a, sizeof a);
+    if (rc < 0) {
+        if (rc == -EPROTO)
+            stats_add(&c->t->env.stats->drops[STATS_DROP_MALFORMED], 1);
+        log_debug("stream %s: closed: %s", a, rc == -EPROTO ? "not a PROXY header" : strerror(-rc));
+        conn_free(c);
+        return;
+    }
+    event_free(c->proxy);
+    c->proxy = NULL;
+    if (!h.local)
+        c->peer = h.src;
+    log_debug("stream %s: PROXY v%d header from %s%s",
+              net_addr_format((struct sockaddr *)&c->peer, b, sizeof b), h.version, a,
+              h.local ? " (its own address stands)" : "");
+    if (conn_start(c, c->ts.realm) < 0)
+        conn_free(c);
+}
+
+/* A connection of t over fd (taken), listed and counted, its session set
+ * up; the bufferevent comes with conn_start. NULL on out-of-memory. */
+static struct stream_conn *conn_new(struct transport *t, evutil_socket_t fd, bool tls,
                                     const struct sockaddr_storage *peer,
                                     const struct sockaddr_storage *local, const char *realm)
 {
     const struct conf *cf = t->env.conf;
     struct stream_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        goto fail;
+    if (!c) {
+        close(fd);
+        return NULL;
+    }
     c->t = t;
     c->fd = fd;
-    c->ssl = ssl;
-    c->tls = ssl != NULL;
+    c->tls = tls;
     c->peer = *peer;
     c->env.local = *local;
     c->env.software = cf->software;
@@ -355,42 +439,15 @@ static struct stream_conn *conn_new(struct transport *t, int fd, SSL *ssl, bool 
     c->env.stream = true;
     c->env.stats = t->env.stats;
     turn_session_init(&c->ts, t->env.turn, &stream_client_ops, c,
-                      (const struct sockaddr *)&c->env.local, true, ssl ? STATS_TLS : STATS_TCP);
+                      (const struct sockaddr *)&c->env.local, true, tls ? STATS_TLS : STATS_TCP);
     turn_session_set_realm(&c->ts, realm);
-    if (ssl && handshake) {
-        struct timeval tv = { .tv_sec = cf->handshake_timeout };
-        c->handshake = evtimer_new(t->env.base, conn_on_handshake_deadline, c);
-        if (!c->handshake || evtimer_add(c->handshake, &tv) < 0)
-            goto fail_conn;
-    }
-    if (ssl)
-        c->bev = bufferevent_openssl_socket_new(
-            t->env.base, fd, ssl, handshake ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_OPEN, 0);
-    else
-        c->bev = bufferevent_socket_new(t->env.base, fd, 0);
-    if (!c->bev)
-        goto fail_conn;
-    if (ssl)
-        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
     t->n_conns++;
     stats_add(&t->env.stats->sessions[c->tls ? STATS_TLS : STATS_TCP], 1);
     c->next = t->conns;
     if (t->conns)
         t->conns->prev = c;
     t->conns = c;
-    bufferevent_setcb(c->bev, conn_on_read, NULL, conn_on_event, c);
-    conn_set_timeout(c, cf->idle_timeout);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     return c;
-fail_conn:
-    if (c->handshake)
-        event_free(c->handshake);
-    free(c);
-fail:
-    if (ssl)
-        SSL_free(ssl);
-    close(fd);
-    return NULL;
 }
 
 static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -413,18 +470,29 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
     socklen_t ll = sizeof local;
     if (getsockname(fd, (struct sockaddr *)&local, &ll) < 0)
         local = sl->addr;
-    const char *realm = transport_listen_realm(cf, sl->tls ? CONF_TLS : CONF_TCP, &sl->addr);
-    SSL *ssl = NULL;
-    if (sl->tls) {
-        SSL_CTX *ctx = tls_server_ctx(t->env.tls, false, realm);
-        ssl = ctx ? SSL_new(ctx) : NULL;
-        SSL_CTX_free(ctx);
-        if (!ssl) {
-            close(fd);
-            return;
-        }
+    const struct conf_listen *li = transport_listen_find(cf, sl->tls ? CONF_TLS : CONF_TCP, &sl->addr);
+    const char *realm = li ? li->realm : "";
+    struct stream_conn *c = conn_new(t, fd, sl->tls, &peer, &local, realm);
+    if (!c)
+        return;
+
+    bool proxy = li && li->proxy_protocol;
+    struct timeval tv = { .tv_sec = cf->handshake_timeout };
+    if (sl->tls || proxy) {
+        c->handshake = evtimer_new(t->env.base, conn_on_handshake_deadline, c);
+        if (!c->handshake || evtimer_add(c->handshake, &tv) < 0)
+            goto fail;
     }
-    conn_new(t, fd, ssl, true, &peer, &local, realm);
+    if (proxy) {
+        c->proxy = event_new(t->env.base, fd, EV_READ | EV_PERSIST, conn_on_proxy_readable, c);
+        if (!c->proxy || event_add(c->proxy, NULL) < 0)
+            goto fail;
+        return;
+    }
+    if (conn_start(c, realm) == 0)
+        return;
+fail:
+    conn_free(c);
 }
 
 void transport_adopt(struct transport *t, struct stream_handoff *h)
@@ -436,10 +504,15 @@ void transport_adopt(struct transport *t, struct stream_handoff *h)
     char a[NET_ADDRSTRLEN];
     log_debug("worker %d: adopting %s (%zu bytes read, %zu to write)", t->env.worker_id,
               net_addr_format((struct sockaddr *)&h->peer, a, sizeof a), h->in_len, h->out_len);
-    struct stream_conn *c = conn_new(t, h->fd, h->ssl, false, &h->peer, &h->local, h->realm);
+    SSL *ssl = h->ssl;
+    struct stream_conn *c = conn_new(t, h->fd, ssl != NULL, &h->peer, &h->local, h->realm);
     h->fd = -1;
     h->ssl = NULL;
-    if (c) {
+    if (!c) {
+        SSL_free(ssl);
+    } else if (conn_start_tls(c, ssl, BUFFEREVENT_SSL_OPEN) < 0) {
+        conn_free(c);
+    } else {
         bufferevent_write(c->bev, h->bytes + h->in_len, h->out_len);
         input_append(c->bev, NULL, h->bytes, h->in_len);
         if (conn_drain_frames(c) < 0)

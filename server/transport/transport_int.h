@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "conf/conf.h"
+#include "proto/proxy.h"
 #include "server/transport/transport.h"
 #include "server/turn/turn.h"
 
@@ -41,7 +42,11 @@ struct transport {
  * listener four); how many, 1 or 4. */
 size_t transport_listen_addrs(const struct conf *c, const struct conf_listen *l,
                               struct sockaddr_storage out[4]);
-/* Is this listen entry in the configuration the transport now has? */
+/* The listen entry of this protocol on addr in c, NULL when c has none:
+ * what a listener reads at each accept, so that a reload that changes an
+ * entry's realm or proxy_protocol applies to the next connection. */
+const struct conf_listen *transport_listen_find(const struct conf *c, enum conf_proto proto,
+                                                const struct sockaddr_storage *addr);
 /* The realm of the listener of this protocol on addr (its first address),
  * "" when it names none. */
 const char *transport_listen_realm(const struct conf *c, enum conf_proto proto,
@@ -49,6 +54,7 @@ const char *transport_listen_realm(const struct conf *c, enum conf_proto proto,
 /* After a handshake: a session not pinned to a realm by its listener goes
  * to the realm whose hosts hold the SNI name the client asked for. */
 void transport_sni_realm(const struct conf *c, SSL *ssl, struct turn_session *ts);
+/* Is this listen entry in the configuration the transport now has? */
 bool transport_wants(const struct transport *t, enum conf_proto proto,
                      const struct sockaddr_storage *addrs, size_t n);
 
@@ -70,6 +76,18 @@ int udp_listen(struct transport *t, const struct sockaddr_storage *addrs, size_t
 void udp_close_all(struct transport *t);
 struct udp_io *udp_io_new(void);
 void udp_io_free(struct udp_io *io);
+
+/* proxy_wait.c: a PROXY header read off a new connection (proto/proxy.h)
+ * without taking one byte past it, however it is split into segments.
+ * Embedded in its connection, zeroed before the first read. */
+struct proxy_wait {
+    uint8_t buf[PROXY_PARSE_MAX]; /* the header's first bytes; TLVs beyond are not kept */
+    size_t have;                  /* bytes of the header consumed so far */
+};
+/* 1: the header is whole and in *out; 0: wait for the socket to be readable
+ * again; -EPROTO: not a valid header; -ECONNRESET: the peer closed first;
+ * another -errno: recv failed. */
+int proxy_wait_read(int fd, struct proxy_wait *w, struct proxy_header *out);
 
 /* stream.c: TCP, or TLS when tls is true. */
 int stream_listen(struct transport *t, const struct sockaddr_storage *addr, bool tls);

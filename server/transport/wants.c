@@ -38,15 +38,22 @@ size_t transport_listen_addrs(const struct conf *c, const struct conf_listen *l,
     return 1;
 }
 
-const char *transport_listen_realm(const struct conf *c, enum conf_proto proto,
-                                   const struct sockaddr_storage *addr)
+const struct conf_listen *transport_listen_find(const struct conf *c, enum conf_proto proto,
+                                                const struct sockaddr_storage *addr)
 {
     for (size_t i = 0; i < c->n_listen; i++)
         if (c->listen[i].proto == proto &&
             net_addr_equal((const struct sockaddr *)&c->listen[i].addr,
                            (const struct sockaddr *)addr))
-            return c->listen[i].realm;
-    return "";
+            return &c->listen[i];
+    return NULL;
+}
+
+const char *transport_listen_realm(const struct conf *c, enum conf_proto proto,
+                                   const struct sockaddr_storage *addr)
+{
+    const struct conf_listen *l = transport_listen_find(c, proto, addr);
+    return l ? l->realm : "";
 }
 
 void transport_sni_realm(const struct conf *c, SSL *ssl, struct turn_session *ts)

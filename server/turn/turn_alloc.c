@@ -248,14 +248,9 @@ static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
     }
     if (s->one_alloc)
         s->alloc = a;
-    if (stun_attr_find(m, STUN_ATTR_DONT_FRAGMENT)) {
-        /* RFC 8656 section 7.2: set DF on what we relay to peers (IPv4; IPv6
-         * routers never fragment anyway). */
-        int pmtu = IP_PMTUDISC_DO;
-        for (unsigned i = 0; i < a->n_relay; i++)
-            if (a->relay[i].addr.sin6_family == AF_INET)
-                setsockopt(a->relay[i].fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
-    }
+    /* RFC 8656 sections 7.2 and 14: DF on what is relayed to peers when the
+     * Allocate asked for it, else 0; a Send indication says it per datagram. */
+    alloc_relay_set_df(a, stun_attr_find(m, STUN_ATTR_DONT_FRAGMENT) != NULL);
     uint8_t token[8];
     bool have_token = false;
     if (r.reserve && next_fd >= 0) {

@@ -140,5 +140,6 @@ void turn_send_indication(struct turn_session *s, const struct stun_msg *m,
         stats_add(&st->drops[STATS_DROP_MALFORMED], 1);
         return;
     }
-    alloc_relay_send(a, (struct sockaddr *)&peer, m->buf + da->off, da->len);
+    alloc_relay_send(a, (struct sockaddr *)&peer, m->buf + da->off, da->len,
+                     stun_attr_find(m, STUN_ATTR_DONT_FRAGMENT) != NULL);
 }

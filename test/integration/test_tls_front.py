@@ -10,8 +10,10 @@ import ssl
 import subprocess
 import time
 import unittest
+import urllib.request
 
 from ternd import Ternd, TERND, conf, free_port, parse, recv_frame, request, temp_dir, tls_files
+from test_metrics import parse_metrics, total
 
 HOST = "127.0.0.1"
 _FILES = None
@@ -24,12 +26,12 @@ def files():
     return _FILES
 
 
-def front_conf(port, tls_extra=""):
+def front_conf(port, tls_extra="", extra=""):
     cert, key = files()
     listen = ('{ proto = "tls"; ip = "%s"; port = %d; }, { proto = "dtls"; ip = "%s"; port = %d; }'
               % (HOST, port, HOST, port))
     return conf(port, listen=listen,
-                extra='tls = { cert = "%s"; key = "%s"; %s };' % (cert, key, tls_extra))
+                extra='tls = { cert = "%s"; key = "%s"; %s };\n%s' % (cert, key, tls_extra, extra))
 
 
 def s_client(port, *args, sess_in=None, sess_out=None, dtls=False):
@@ -167,6 +169,22 @@ class TlsSettings(unittest.TestCase):
             out = s_client(port, "-ciphersuites", "TLS_AES_128_GCM_SHA256")
             self.assertIsNone(handshake(out), out)
             self.assertEqual(handshake(s_client(port))[2], "TLS_CHACHA20_POLY1305_SHA256")
+
+    def test_handshakes_counted_full_and_resumed(self):
+        port, mport = free_port(), free_port(kinds=(socket.SOCK_STREAM,))
+        with Ternd(front_conf(port, extra='metrics = { ip = "127.0.0.1"; port = %d; };' % mport)):
+            for dtls in (False, True):
+                sess = os.path.join(temp_dir(), "sess.pem")
+                self.assertEqual(handshake(s_client(port, sess_out=sess, dtls=dtls))[0], "New")
+                for _ in range(2):
+                    self.assertEqual(handshake(s_client(port, sess_in=sess, dtls=dtls))[0], "Reused")
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=5) as r:
+                series, _ = parse_metrics(r.read().decode())
+            for transport in ("tls", "dtls"):
+                self.assertEqual(total(series, "tern_tls_handshakes_total", transport=transport,
+                                       resumed="false"), 1, transport)
+                self.assertEqual(total(series, "tern_tls_handshakes_total", transport=transport,
+                                       resumed="true"), 2, transport)
 
     def test_tickets_survive_a_reload(self):
         # observed before the ticket keys were the process's: every SIGHUP

@@ -235,10 +235,12 @@ class Turn:
         return self.request(CHANNEL_BIND, [attr(A_CHANNEL, struct.pack("!HH", number, 0)),
                                            attr(A_PEER, xor_addr(peer[0], peer[1], tid))], tid=tid)
 
-    def send_indication(self, peer, data):
+    def send_indication(self, peer, data, df=False):
         tid = os.urandom(12)
-        msg, _ = build(SEND, [attr(A_PEER, xor_addr(peer[0], peer[1], tid)), attr(A_DATA, data)],
-                       cls=1, tid=tid)
+        attrs = [attr(A_PEER, xor_addr(peer[0], peer[1], tid)), attr(A_DATA, data)]
+        if df:
+            attrs.append(attr(A_DF, b""))
+        msg, _ = build(SEND, attrs, cls=1, tid=tid)
         self.send_raw(msg)
 
     def send_channel(self, number, data):

@@ -116,10 +116,13 @@ static void test_default_file_examples_load(void **state)
     char err[CONF_ERR_LEN] = "";
     if (conf_load_string(&c, text, "examples", err, sizeof(err)) != 0)
         fail_msg("%s", err);
-    assert_int_equal(c.n_listen, 5);
+    assert_int_equal(c.n_listen, 6);
     assert_int_equal(c.listen[2].proto, CONF_TLS);
     assert_int_equal(c.listen[3].proto, CONF_DTLS);
     assert_addr(&c.listen[4].addr, "::", 3478);
+    assert_false(c.listen[4].proxy_protocol);
+    assert_int_equal(c.listen[5].proto, CONF_TCP);
+    assert_true(c.listen[5].proxy_protocol);
     assert_true(c.has_alternate);
     assert_true(c.has_metrics);
     assert_int_equal(c.n_external_ip, 1);
@@ -138,7 +141,7 @@ static const char full_conf[] =
     "workers = 8;\n"
     "listen = ( { proto = \"udp\"; ip = \"0.0.0.0\"; port = 3478; },\n"
     "           { proto = \"tcp\"; ip = \"::\"; port = 3478; },\n"
-    "           { proto = \"tls\"; ip = \"192.0.2.1\"; port = 5349; },\n"
+    "           { proto = \"tls\"; ip = \"192.0.2.1\"; port = 5349; proxy_protocol = true; },\n"
     "           { proto = \"dtls\"; ip = \"2001:db8::1\"; },\n"
     "           { proto = \"udp\"; } );\n"
     "alternate = { ip = \"192.0.2.11\"; port = 3479; };\n"
@@ -176,6 +179,8 @@ static void test_full_config(void **state)
     assert_addr(&c.listen[1].addr, "::", 3478);
     assert_int_equal(c.listen[2].proto, CONF_TLS);
     assert_addr(&c.listen[2].addr, "192.0.2.1", 5349);
+    assert_true(c.listen[2].proxy_protocol);
+    assert_false(c.listen[1].proxy_protocol);
     assert_int_equal(c.listen[3].proto, CONF_DTLS);
     assert_addr(&c.listen[3].addr, "2001:db8::1", 5349); /* default TLS port */
     assert_addr(&c.listen[4].addr, "0.0.0.0", 3478);     /* default ip and port */
@@ -336,6 +341,18 @@ static void test_err_unknown_key(void **state)
     test_expect_error("auth = { users = (\n { user = \"a\"; pass = \"b\"; } ); };\n", "t.conf:2: ",
                       "auth.users[0].pass");
     test_expect_error("metrics = { ip = \"::1\";\n  bind = 1; };\n", "t.conf:2: ", "metrics.bind");
+}
+
+/* A balancer's header opens a stream: tcp and tls only, a boolean. */
+static void test_err_proxy_protocol(void **state)
+{
+    (void)state;
+    test_expect_error("listen = ( { proto = \"tcp\"; },\n { proto = \"udp\";\n proxy_protocol = true; } );\n",
+                      "t.conf:3: ", "'listen[1].proxy_protocol' is for tcp and tls listeners, not udp");
+    test_expect_error("listen = ( { proto = \"dtls\";\n proxy_protocol = false; } );\n", "t.conf:2: ",
+                      "not dtls");
+    test_expect_error("listen = ( { proto = \"tcp\";\n proxy_protocol = 1; } );\n", "t.conf:2: ",
+                      "'listen[0].proxy_protocol' must be true or false");
 }
 
 static void test_err_wrong_type(void **state)
@@ -798,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_free_is_safe),
         cmocka_unit_test(test_err_unknown_key),
+        cmocka_unit_test(test_err_proxy_protocol),
         cmocka_unit_test(test_err_wrong_type),
         cmocka_unit_test(test_err_port),
         cmocka_unit_test(test_err_proto),
