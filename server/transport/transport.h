@@ -10,7 +10,9 @@
  * client holds nothing until it has echoed a cookie; limits.handshake_timeout
  * is a deadline from the first packet; limits.idle_timeout closes idle
  * sessions; a stream client that does not read loses its connection once
- * 256 KiB wait for it.
+ * 256 KiB wait for it. A connection handed to another worker (RFC 6062
+ * ConnectionBind) carries at most 320 KiB of buffered bytes, and the
+ * receiving worker takes it only below its own max_connections.
  *
  * Depends on stun/ and below. Errors: 0 or -errno.
  */
