@@ -202,8 +202,14 @@ static int conn_handoff(struct stream_conn *c, int worker)
     memcpy(h->realm, c->ts.realm, sizeof h->realm);
     h->in_len = il;
     h->out_len = ol;
-    evbuffer_copyout(in, h->bytes, il);
-    evbuffer_copyout(out, h->bytes + il, ol);
+    /* a socket bufferevent freezes its output's front (only its writes
+     * drain it), and copyout refuses a frozen front: this one is going */
+    evbuffer_unfreeze(out, 1);
+    if (evbuffer_copyout(in, h->bytes, il) != (ev_ssize_t)il ||
+        evbuffer_copyout(out, h->bytes + il, ol) != (ev_ssize_t)ol) {
+        free(h);
+        return -1;
+    }
     char a[NET_ADDRSTRLEN];
     log_debug("stream %s: ConnectionBind for worker %d: handed over",
               net_addr_format((struct sockaddr *)&c->peer, a, sizeof a), worker);

@@ -272,6 +272,28 @@ class TcpRelayTests(TcpRelayBase):
         self.assertEqual(att[0], s.getsockname())
         return t, s, att
 
+    def test_pipelined_binding_then_connection_bind_keeps_order(self):
+        """A Binding answer still waiting to be written travels with a connection handed to
+        another worker, and goes out before the ConnectionBind's answer."""
+        t = self.tcp_alloc()
+        for i in range(10):  # some land on the other worker (all ten on one: 1 in 1024)
+            p = self.peer()
+            t.permission(p.addr)
+            cid = t.connect(p.addr)["cid"]
+            ps = p.accept()
+            self.addCleanup(ps.close)
+            d = self.client()
+            binding, btid = build(1, [])
+            bind, ctid = build(CONNECTION_BIND, [attr(A_CONNECTION_ID, struct.pack("!I", cid))]
+                               + t.auth_attrs(), t.key)
+            d.sock.sendall(binding + bind)
+            first, second = d.recv_raw(), d.recv_raw()
+            self.assertEqual((first[8:20], first[0:2]), (btid, b"\x01\x01"))
+            self.assertEqual((second[8:20], second[0:2]), (ctid, b"\x01\x0b"))
+            d.sock.sendall(b"after %d" % i)
+            self.assertEqual(recv_exact(ps, 7), b"after %d" % i)
+        self.assertIn("to write)", self.srv.stderr())
+
     def test_peer_connects_with_permission_attempt_then_bind(self):
         t, s, att = self.attempt()
         s.sendall(b"early bytes")
