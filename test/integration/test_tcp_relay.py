@@ -119,6 +119,18 @@ class TcpRelayBase(unittest.TestCase):
         self.assertEqual(r["cls"], 2, error(r))
         return d
 
+    def attempt(self):
+        """A TCP allocation with a permission for 127.0.0.1, a peer connected to its relay
+        address, and the ConnectionAttempt: (control, peer socket, (peer, connection id))."""
+        t = self.tcp_alloc()
+        t.permission(("127.0.0.1", 1))
+        s = socket.create_connection(t.relayed[0], timeout=2)
+        self.addCleanup(s.close)
+        att = t.recv_attempt()
+        self.assertIsNotNone(att)
+        self.assertEqual(att[0], s.getsockname())
+        return t, s, att
+
     def connected_pair(self):
         """An allocation, a peer connection made by Connect, and its bound data connection."""
         t = self.tcp_alloc()
@@ -260,18 +272,6 @@ class TcpRelayTests(TcpRelayBase):
             ps.sendall(msg[::-1])
             self.assertEqual(recv_exact(d.sock, len(msg)), msg[::-1])
 
-    def attempt(self):
-        """A TCP allocation with a permission for 127.0.0.1, a peer connected to its relay
-        address, and the ConnectionAttempt: (control, peer socket, (peer, connection id))."""
-        t = self.tcp_alloc()
-        t.permission(("127.0.0.1", 1))
-        s = socket.create_connection(t.relayed[0], timeout=2)
-        self.addCleanup(s.close)
-        att = t.recv_attempt()
-        self.assertIsNotNone(att)
-        self.assertEqual(att[0], s.getsockname())
-        return t, s, att
-
     def test_pipelined_binding_then_connection_bind_keeps_order(self):
         """A Binding answer still waiting to be written travels with a connection handed to
         another worker, and goes out before the ConnectionBind's answer."""
@@ -402,6 +402,11 @@ class TcpRelayOverTls(TcpRelayBase):
     def test_connect_bind_and_one_mebibyte_each_way_over_tls(self):
         t, d, ps = self.connected_pair()
         both_ways(self, d, ps, 1 << 20)
+
+    test_pipelined_binding_then_connection_bind_keeps_order = \
+        TcpRelayTests.test_pipelined_binding_then_connection_bind_keeps_order
+    test_peer_connects_with_permission_attempt_then_bind = \
+        TcpRelayTests.test_peer_connects_with_permission_attempt_then_bind
 
     def test_many_tls_binds_across_workers(self):
         t = self.tcp_alloc()
