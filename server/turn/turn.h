@@ -1,6 +1,7 @@
 /*
- * turn.h - server/turn: the TURN service (RFC 8656, RFC 6156): Allocate,
- * Refresh, CreatePermission, ChannelBind requests and Send indications, with
+ * turn.h - server/turn: the TURN service (RFC 8656, RFC 6156, RFC 6062):
+ * Allocate, Refresh, CreatePermission, ChannelBind, Connect and
+ * ConnectionBind requests and Send indications, with
  * long-term authentication (RFC 8489 section 9.2), the transaction cache,
  * the unauthenticated-answer rate limits, and parked requests.
  *

@@ -3,6 +3,7 @@
  * service and its sessions), turn_dispatch.c (the order of checks),
  * turn_reply.c (answers), turn_auth.c (authentication), turn_alloc.c
  * (Allocate), turn_methods.c (Refresh, CreatePermission, ChannelBind, Send),
+ * turn_tcp.c (RFC 6062: Connect, ConnectionBind, ConnectionAttempt),
  * txcache.c, rate.c and park.c. Calls between them go one way (dispatch
  * -> methods -> reply); park.c continues a request only through the
  * callback it was handed. Not for use outside server/turn/.
