@@ -13,16 +13,16 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "soak"))
 from procfs import rss_kib  # noqa: E402
 from ternd import Ternd, conf, free_port, attr, error_code, tls_files, temp_dir, wait_closed
-from turnclient import Turn, A_ERROR, A_CONNECTION_ID, CONNECTION_BIND, build
+from turnclient import Turn, A_ERROR, A_CONNECTION_ID, A_RAF, CONNECTION_BIND, build
 
 USERS = 'users = ( { user = "alice"; password = "secret"; }, { user = "bob"; password = "hunter2"; } )'
 
 
 def tcp_conf(port, limits="time_scale = 10;", peers='peers = { allow_loopback = true; deny = [ "127.0.0.2" ]; };',
              listen=None, extra=""):
-    lo = free_port(kinds=(socket.SOCK_STREAM,))
+    lo = free_port(kinds=(socket.SOCK_STREAM,), hosts=("127.0.0.1", "::1"))
     hi = min(lo + 199, 65535)
-    text = ('relay = { ip = [ "127.0.0.1" ]; min_port = %d; max_port = %d; };\n'
+    text = ('relay = { ip = [ "127.0.0.1", "::1" ]; min_port = %d; max_port = %d; };\n'
             'auth = { %s; };\n%s\nlimits = { %s };\n%s\n' % (lo, hi, USERS, peers, limits, extra))
     return conf(port, text, listen=listen)
 
@@ -155,6 +155,26 @@ class TcpRelayTests(TcpRelayBase):
         self.assertEqual(t.relayed[0][0], "127.0.0.1")
         s = socket.create_connection(t.relayed[0], timeout=2)  # the relay address listens
         s.close()
+
+    def test_ipv6_tcp_relay(self):
+        t = self.client()
+        r = t.allocate_tcp(extra=[attr(A_RAF, b"\x02\0\0\0")])
+        self.assertEqual(r["cls"], 2, error(r))
+        self.assertEqual(t.relayed[0][0], "::1")
+        p = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        self.addCleanup(p.close)
+        p.bind(("::1", 0))
+        p.listen(1)
+        p.settimeout(3)
+        addr = p.getsockname()[:2]
+        self.assertEqual(t.permission(addr)["cls"], 2)
+        self.assertEqual(error(t.connect(("127.0.0.1", 9))), 443)  # not the relay's family
+        r = t.connect(addr)
+        self.assertEqual(r["cls"], 2, error(r))
+        ps, _ = p.accept()
+        self.addCleanup(ps.close)
+        d = self.bind(t, r["cid"])
+        both_ways(self, d, ps, 100000)
 
     def test_allocate_tcp_over_udp_442(self):
         t = self.client(transport="udp")
