@@ -228,3 +228,20 @@ size_t turn_unauth_error(struct turn *t, const struct stun_msg *m, unsigned real
         return 0;
     return unauth_send(t, m, realm, code, unauth_finish(t, &e, m));
 }
+
+/* Is au the owner of a (RFC 8656 section 5: same user; and here the same
+ * realm, where the same name is another user)? An allocation made with an
+ * RFC 7635 token belongs to whoever holds a valid token or its key
+ * (turn_oauth.c), and takes the newest key. */
+bool turn_owner_ok(struct alloc *a, const struct realm *r, const struct turn_auth *au)
+{
+    if (a->oauth && au->oauth) {
+        memcpy(a->key, au->key, au->key_len);
+        a->key_len = (uint8_t)au->key_len;
+        a->token_end = (uint64_t)time(NULL) + au->token_left;
+        return true;
+    }
+    return !a->oauth && !au->oauth && a->user_len == au->user_len &&
+           memcmp(a->user, au->user, au->user_len) == 0 && a->realm_len == r->len &&
+           memcmp(a->realm_name, r->name, r->len) == 0;
+}

@@ -45,23 +45,6 @@ static size_t resume_with(struct turn_session *s, const struct stun_msg *m,
     return turn_request_authed(s, m, client, au, out, cap, &len) == TURN_ANSWER ? len : 0;
 }
 
-/* Is au the owner of a (RFC 8656 section 5: same user; and here the same
- * realm, where the same name is another user)? An allocation made with an
- * RFC 7635 token belongs to whoever holds a valid token or its key
- * (turn_oauth.c), and takes the newest key. */
-bool turn_owner_ok(struct alloc *a, const struct realm *r, const struct turn_auth *au)
-{
-    if (a->oauth && au->oauth) {
-        memcpy(a->key, au->key, au->key_len);
-        a->key_len = (uint8_t)au->key_len;
-        a->token_end = (uint64_t)time(NULL) + au->token_left;
-        return true;
-    }
-    return !a->oauth && !au->oauth && a->user_len == au->user_len &&
-           memcmp(a->user, au->user, au->user_len) == 0 && a->realm_len == r->len &&
-           memcmp(a->realm_name, r->name, r->len) == 0;
-}
-
 /* A parked request's AS-RS key is in (park.h): the token is opened with it. */
 static size_t resume_oauth(struct turn_session *s, const struct stun_msg *m,
                            const struct sockaddr *client, struct turn_auth *au,

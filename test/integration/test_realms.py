@@ -102,6 +102,22 @@ def scrape(mport):
         return parse_metrics(r.read().decode())[0]
 
 
+def metrics_conf():
+    """A metrics listener for realm_conf(extra=...), and its port."""
+    mport = free_port(kinds=(socket.SOCK_STREAM,))
+    return 'metrics = { ip = "127.0.0.1"; port = %d; };' % mport, mport
+
+
+def redis_up_everywhere(mport):
+    """Until a worker's Redis connection is up its requests stay in the
+    default realm (Redis down: decided locally), and "redis: connected" is
+    logged once for the process: every worker's gauge must say 1."""
+    def up():
+        ups = [v for (n, _), v in scrape(mport).items() if n == "tern_redis_up"]
+        return bool(ups) and min(ups) == 1
+    return wait_for(up, 10)
+
+
 def wait_metric(test, mport, want, name, **labels):
     """Workers count on their own threads, maybe just after the reply the
     test saw: poll briefly for the figure."""
@@ -540,12 +556,7 @@ class RealmsInRedis(RealmCase):
         text = realm_conf(cls.port, [r2], auth='redis = "%s"; cache_ttl = 1;' % cls.redis.url(),
                           extra='metrics = { ip = "127.0.0.1"; port = %d; };' % cls.mport)
         cls.srv = Ternd(text).__enter__()
-        # until a worker's connection is up, its requests stay in the default
-        # realm (Redis down: decided locally), so wait for every worker's
-        def redis_up_everywhere():
-            ups = [v for (n, _), v in scrape(cls.mport).items() if n == "tern_redis_up"]
-            return bool(ups) and min(ups) == 1
-        if not wait_for(redis_up_everywhere, 10):
+        if not redis_up_everywhere(cls.mport):
             cls.srv.stop()
             cls.redis.cleanup()
             raise RuntimeError("Redis never came up on every worker")
@@ -644,11 +655,13 @@ class RedisLimitsBetweenPolls(RealmCase):
             turnadmin(self.redis, "-a", "-u", "q", "-r", realm, "-p", "q")
             turnadmin(self.redis, "-g", "-r", realm, "--user-quota", "1")
         self.port = free_port()
-        srv = Ternd(realm_conf(self.port, realms, auth='redis = "%s"; cache_ttl = 30;' % self.redis.url()))
+        metrics, mport = metrics_conf()
+        srv = Ternd(realm_conf(self.port, realms, extra=metrics,
+                               auth='redis = "%s"; cache_ttl = 30;' % self.redis.url()))
         srv.__enter__()
         self.addCleanup(srv.stop)
-        # the first poll runs as the connection comes up
-        self.assertTrue(wait_for(lambda: "redis: connected" in srv.stderr()))
+        # the first poll runs as each worker's connection comes up
+        self.assertTrue(redis_up_everywhere(mport), srv.stderr())
         time.sleep(0.5)
         return srv
 
@@ -726,7 +739,10 @@ class RealmReload(RealmCase):
         turnadmin(redis, "-a", "-u", "u1", "-r", R1, "-p", "p1")
         turnadmin(redis, "-O", "-o", O1, "-r", R1)
         port = free_port()
-        with Ternd(realm_conf(port, [], auth='redis = "%s"; cache_ttl = 1;' % redis.url())) as srv:
+        metrics, mport = metrics_conf()
+        with Ternd(realm_conf(port, [], extra=metrics,
+                              auth='redis = "%s"; cache_ttl = 1;' % redis.url())) as srv:
+            self.assertTrue(redis_up_everywhere(mport), srv.stderr())
             t = self.assert_allocates(port, "u1", "p1", R1, origin=O1_CANONICAL)
             peer = self.peer()
             self.assert_relays(t, peer)
