@@ -108,10 +108,11 @@ static void conn_release(struct stream_conn *c, const char *why, bool keep)
     if (c->proxy)
         event_free(c->proxy);
     /* Inside its own callback a bufferevent is finalized only once the
-     * callback returns; a kept socket must be out of this worker's epoll
-     * set before another worker (or bufferevent) takes it, so its events go
-     * now. */
-    if (c->bev && keep)
+     * callback returns, and its events deleted then: by that time the
+     * socket is closed (epoll_ctl on a dead descriptor, or worse on its
+     * number reused by the next accept) or kept by another worker or
+     * bufferevent. So the socket leaves this worker's epoll set now. */
+    if (c->bev)
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     if (c->bev)
         bufferevent_free(c->bev);

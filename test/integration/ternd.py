@@ -109,6 +109,11 @@ class Ternd:
         report = self.stderr()
         if "Sanitizer" in report or "runtime error:" in report:
             raise AssertionError("sanitizer report from ternd:\n" + report[-4000:])
+        # libevent's own complaints (an fd closed while still in epoll, ...)
+        # bypass ternd's log: any of them is a bug
+        libevent = [l for l in report.splitlines() if l.startswith(("[warn] ", "[err] ", "[debug] "))]
+        if libevent:
+            raise AssertionError("libevent warnings from ternd:\n" + "\n".join(libevent[:10]))
         return self.proc.returncode
 
     def alive(self):
