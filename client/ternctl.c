@@ -174,7 +174,7 @@ const char *ctl_opt_secret(const char *value, const char *name)
 
 void ctl_json_string(FILE *f, const char *s)
 {
-    size_t len = strlen(s), cap = 6 * len + 3; /* every byte as \uXXXX at worst */
+    size_t len = strlen(s), cap = 6 * len + 3; /* at worst every byte becomes a six-character \u escape */
     char *q = malloc(cap);
     if (!q)
         ctl_fail("out of memory");
