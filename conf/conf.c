@@ -320,7 +320,8 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
                                        "relay", "tls",      "auth",    "peers",  "limits",
                                        "metrics", "log",    "alternate_servers", "control",
                                        "user", "group", "realms", "oauth",
-                                       "alternate_threshold", "alternate_domain", NULL};
+                                       "alternate_threshold", "alternate_domain", "mobility",
+                                       NULL};
     static const char *const ep_keys[] = {"ip", "port", NULL};
     char path[CONF_STR];
     config_setting_t *listen_at[CONF_MAX_LISTEN];
@@ -330,7 +331,8 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
         conf_take_str(x, root, "realm", c->realm, sizeof(c->realm), true) < 0 ||
         conf_take_str(x, root, "software", c->software, sizeof(c->software), false) < 0 ||
         conf_take_str(x, root, "user", c->run_user, sizeof(c->run_user), false) < 0 ||
-        conf_take_str(x, root, "group", c->run_group, sizeof(c->run_group), false) < 0)
+        conf_take_str(x, root, "group", c->run_group, sizeof(c->run_group), false) < 0 ||
+        conf_take_bool(x, root, "mobility", &c->mobility) < 0)
         return -1;
     /* A 401 challenge carries the realm, a nonce and the password
      * algorithms, and must stay within 128 bytes of the smallest request

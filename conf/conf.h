@@ -144,6 +144,9 @@ struct conf {
     char redis[CONF_STR]; /* "" means no Redis */
 
     bool peers_allow_loopback;
+    /* RFC 8016: Allocates over UDP may ask for a MOBILITY-TICKET and move
+     * to a new client address with it. */
+    bool mobility;
     struct conf_cidr peers_allow[CONF_MAX_CIDRS];
     size_t n_peers_allow;
     struct conf_cidr peers_deny[CONF_MAX_CIDRS];

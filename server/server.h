@@ -39,6 +39,7 @@ struct rate_sources;
 struct task;
 struct control;
 struct stream_handoff;
+struct turn_move;
 
 /* Reported by --version, the ready line and tern_build_info. */
 #define TERN_VERSION "0.1.0"
@@ -59,7 +60,7 @@ struct gen {
 
 /* What the main thread may ask of a worker (worker_post). */
 enum worker_request { WORKER_STOP = 1u, WORKER_REFRESH_HOST = 2u, WORKER_TASKS = 4u,
-                      WORKER_HANDOFF = 8u };
+                      WORKER_HANDOFF = 8u, WORKER_MOVE = 16u };
 
 /*
  * A worker: owned by the server, runs on its own thread. Its modules are
@@ -79,6 +80,7 @@ struct worker {
     struct task_node *tasks_head, *tasks_tail;
     pthread_mutex_t handoff_lock;           /* other workers hand connections in */
     struct stream_handoff *handoff_head;    /* owned until adopted (transport.h) */
+    struct turn_move *move_head;            /* RFC 8016 messages, under handoff_lock (turn.h) */
     const struct conf *conf;   /* of gen */
     struct gen *gen;           /* the generation this worker runs on */
     struct server *srv;

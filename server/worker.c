@@ -161,6 +161,31 @@ static struct stream_handoff *handoff_take(struct worker *w)
     return h;
 }
 
+/* turn_env.move_post: an RFC 8016 message for worker `to`, from any
+ * worker's thread. */
+static int worker_move_post(void *arg, int to, struct turn_move *mv)
+{
+    struct server *srv = arg;
+    if (to < 0 || to >= srv->n_workers)
+        return -1;
+    struct worker *w = &srv->workers[to];
+    pthread_mutex_lock(&w->handoff_lock);
+    mv->next = w->move_head;
+    w->move_head = mv;
+    pthread_mutex_unlock(&w->handoff_lock);
+    worker_post(w, WORKER_MOVE);
+    return 0;
+}
+
+static struct turn_move *move_take(struct worker *w)
+{
+    pthread_mutex_lock(&w->handoff_lock);
+    struct turn_move *mv = w->move_head;
+    w->move_head = NULL;
+    pthread_mutex_unlock(&w->handoff_lock);
+    return mv;
+}
+
 static void worker_on_wake(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -176,6 +201,10 @@ static void worker_on_wake(evutil_socket_t fd, short what, void *arg)
     for (struct stream_handoff *h = (r & WORKER_HANDOFF) ? handoff_take(w) : NULL, *next; h; h = next) {
         next = h->next;
         transport_adopt(w->transport, h);
+    }
+    for (struct turn_move *mv = (r & WORKER_MOVE) ? move_take(w) : NULL, *next; mv; mv = next) {
+        next = mv->next;
+        turn_on_move(w->turn, mv);
     }
     if (r & WORKER_STOP)
         event_base_loopbreak(w->base);
@@ -278,7 +307,8 @@ int worker_init(struct worker *w, struct server *srv, int id)
                            .realms = &w->realms, .auth = &w->gen->auth,
                            .nonce_key = srv->nonce_key, .quota = srv->quota,
                            .resv = srv->resv, .cluster = w->cluster,
-                           .rate_sources = srv->rate, .draining = &srv->draining };
+                           .rate_sources = srv->rate, .draining = &srv->draining,
+                           .move_post = worker_move_post, .move_arg = srv };
     if (!(w->turn = turn_new(&te)))
         goto nomem;
     struct relay_env re = { .base = w->base, .conf = c, .clock = &w->clock, .stats = &w->stats,
@@ -346,6 +376,10 @@ void worker_join_free(struct worker *w)
     for (struct stream_handoff *h = w->base ? handoff_take(w) : NULL, *next; h; h = next) {
         next = h->next;
         transport_handoff_free(h);
+    }
+    for (struct turn_move *mv = w->base ? move_take(w) : NULL, *next; mv; mv = next) {
+        next = mv->next;
+        turn_move_free(mv, w->srv->quota);
     }
     transport_free(w->transport);
     relay_table_free(w->relay);

@@ -176,6 +176,33 @@ static void table_grow(struct relay_table *t)
     t->n_buckets = n;
 }
 
+/* In the 5-tuple hash and on the wheel, counted in the gauges. */
+static void table_link(struct relay_table *t, struct alloc *a)
+{
+    if (t->count >= t->n_buckets)
+        table_grow(t);
+    size_t h = tuple_hash(a->conn, (struct sockaddr *)&a->client, t->n_buckets);
+    a->hnext = t->buckets[h];
+    t->buckets[h] = a;
+    wheel_link(t, a);
+    t->count++;
+    stats_add(&t->env.stats->allocations[a->stats_realm], 1);
+    stats_add(&t->env.stats->relay_sockets, a->n_relay);
+}
+
+static void table_unlink(struct relay_table *t, struct alloc *a)
+{
+    struct alloc **pp = &t->buckets[tuple_hash(a->conn, (struct sockaddr *)&a->client, t->n_buckets)];
+    while (*pp && *pp != a)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = a->hnext;
+    wheel_unlink(t, a);
+    t->count--;
+    stats_sub(&t->env.stats->allocations[a->stats_realm], 1);
+    stats_sub(&t->env.stats->relay_sockets, a->n_relay);
+}
+
 struct alloc *alloc_table_find(struct relay_table *t, const void *conn,
                                const struct sockaddr *client)
 {
@@ -216,30 +243,14 @@ struct alloc *alloc_create(struct relay_table *t, const struct client_ops *ops, 
     a->bucket_ms = clock_mono_ms();
     a->created_ms = a->bucket_ms;
     a->expires = clock_scaled_now(t->env.clock) + lifetime;
-    if (t->count >= t->n_buckets)
-        table_grow(t);
-    size_t h = tuple_hash(conn, client, t->n_buckets);
-    a->hnext = t->buckets[h];
-    t->buckets[h] = a;
-    wheel_link(t, a);
-    t->count++;
-    stats_add(&t->env.stats->allocations[a->stats_realm], 1);
-    stats_add(&t->env.stats->relay_sockets, n_relay);
+    table_link(t, a);
     return a;
 }
 
 void alloc_destroy(struct alloc *a, const char *why)
 {
     struct relay_table *t = a->t;
-    struct alloc **pp = &t->buckets[tuple_hash(a->conn, (struct sockaddr *)&a->client, t->n_buckets)];
-    while (*pp && *pp != a)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = a->hnext;
-    wheel_unlink(t, a);
-    t->count--;
-    stats_sub(&t->env.stats->allocations[a->stats_realm], 1);
-    stats_sub(&t->env.stats->relay_sockets, a->n_relay);
+    table_unlink(t, a);
     tcp_relay_alloc_end(a);
     for (unsigned i = 0; i < a->n_relay; i++)
         alloc_relay_close(&a->relay[i]);
@@ -258,4 +269,94 @@ void alloc_set_lifetime(struct alloc *a, uint32_t lifetime)
     wheel_unlink(t, a);
     a->expires = clock_scaled_now(t->env.clock) + lifetime;
     wheel_link(t, a);
+}
+
+/* --- mobility (RFC 8016) ------------------------------------------------ */
+
+struct alloc *alloc_table_find_id(struct relay_table *t, uint32_t id)
+{
+    for (size_t i = 0; i < ALLOC_WHEEL_SLOTS; i++)
+        for (struct alloc *a = t->wheel[i]; a; a = a->wnext)
+            if (a->id == id)
+                return a;
+    return NULL;
+}
+
+static void alloc_set_client(struct alloc *a, const struct client_ops *ops, void *conn,
+                             void *owner, const struct sockaddr *client,
+                             const struct sockaddr *local)
+{
+    a->ops = ops;
+    a->conn = conn;
+    a->owner = owner;
+    memset(&a->client, 0, sizeof a->client);
+    memcpy(&a->client, client, net_addr_len(client));
+    memset(&a->local, 0, sizeof a->local);
+    memcpy(&a->local, local, net_addr_len(local));
+}
+
+void alloc_table_rekey(struct alloc *a, const struct client_ops *ops, void *conn, void *owner,
+                       const struct sockaddr *client, const struct sockaddr *local)
+{
+    table_unlink(a->t, a);
+    alloc_set_client(a, ops, conn, owner, client, local);
+    table_link(a->t, a);
+}
+
+void alloc_table_detach(struct alloc *a, uint32_t *clock_at)
+{
+    struct relay_table *t = a->t;
+    *clock_at = clock_scaled_now(t->env.clock);
+    table_unlink(t, a);
+    /* the sockets stay open: what peers send meanwhile waits in the kernel */
+    for (unsigned i = 0; i < a->n_relay; i++) {
+        if (a->relay[i].ev)
+            event_free(a->relay[i].ev);
+        a->relay[i].ev = NULL;
+    }
+    a->t = NULL;
+    a->hnext = a->wnext = a->wprev = NULL;
+}
+
+/* A time of the old table's clock on this one's: the same distance from
+ * now, never 0 (0 would read as "never set"). */
+static uint32_t clock_carry(uint32_t v, uint32_t from, uint32_t to)
+{
+    int64_t r = (int64_t)v - from + to;
+    return r > 0 ? (uint32_t)r : 1;
+}
+
+int alloc_table_adopt(struct relay_table *t, struct alloc *a, uint32_t clock_at,
+                      const struct client_ops *ops, void *conn, void *owner,
+                      const struct sockaddr *client, const struct sockaddr *local)
+{
+    uint32_t now = clock_scaled_now(t->env.clock);
+    a->expires = clock_carry(a->expires, clock_at, now);
+    for (unsigned i = 0; i < a->n_perms; i++)
+        a->perms[i].expires = clock_carry(a->perms[i].expires, clock_at, now);
+    for (unsigned i = 0; i < a->n_chans; i++)
+        a->chans[i].expires = clock_carry(a->chans[i].expires, clock_at, now);
+    /* realm indexes are the worker's own; names are shared (as on reload) */
+    int realm = realm_set_find(t->env.realms, a->realm_name, a->realm_len);
+    a->realm = (uint8_t)(realm < 0 ? 0 : realm);
+    a->stats_realm = t->env.realms->r[a->realm].stats_id;
+    a->t = t;
+    a->id = ++t->next_id;
+    alloc_set_client(a, ops, conn, owner, client, local);
+    table_link(t, a);
+    if (alloc_relay_start(a) < 0) {
+        alloc_destroy(a, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+void alloc_detached_free(struct alloc *a, struct quota *q)
+{
+    for (unsigned i = 0; i < a->n_relay; i++)
+        alloc_relay_close(&a->relay[i]);
+    quota_release(q, a->realm_name, a->realm_len, a->user, a->user_len);
+    free(a->perms);
+    free(a->chans);
+    free(a);
 }

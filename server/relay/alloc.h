@@ -107,6 +107,8 @@ struct alloc {
     struct tcp_conn *tcp_conns;               /* owned; ended with the allocation */
     struct bufferevent_rate_limit_group *tcp_rl; /* limits.max_bps over them; owned */
     bool dont_fragment; /* the Allocate carried DONT-FRAGMENT: the relay sockets' DF */
+    bool mobile;        /* RFC 8016: it was given a MOBILITY-TICKET (turn/) */
+    uint32_t mob_gen;   /* the generation of its latest ticket: older ones are spent */
     uint64_t token_end; /* oauth: unix time its latest token ends */
     uint8_t realm;       /* index in env.realms (found again by name after a reload) */
     uint8_t stats_realm; /* its metrics series (stats.h) */
@@ -150,6 +152,27 @@ size_t relay_table_count(const struct relay_table *t);
 /* The allocation of (conn, client), or NULL. */
 struct alloc *alloc_table_find(struct relay_table *t, const void *conn,
                                const struct sockaddr *client);
+
+/*
+ * RFC 8016 mobility: an allocation changes its client 5-tuple.
+ * find_id walks the table (rare: only for a ticket that opened). rekey
+ * moves it within its table. Between workers, detach takes it out of its
+ * table on the old worker's thread (unlisted, relay events freed, gauges
+ * given back; *clock_at is that table's clock then) and the caller owns it
+ * until adopt lists it in another table on that table's thread (its times
+ * carried over from clock_at, its realm found again by name, a new id) or
+ * alloc_detached_free ends it (relay sockets closed, quota given back,
+ * owner not told: it has none then). adopt returns 0, or -1 when its relay
+ * events cannot be registered (then it is destroyed).
+ */
+struct alloc *alloc_table_find_id(struct relay_table *t, uint32_t id);
+void alloc_table_rekey(struct alloc *a, const struct client_ops *ops, void *conn, void *owner,
+                       const struct sockaddr *client, const struct sockaddr *local);
+void alloc_table_detach(struct alloc *a, uint32_t *clock_at);
+int alloc_table_adopt(struct relay_table *t, struct alloc *a, uint32_t clock_at,
+                      const struct client_ops *ops, void *conn, void *owner,
+                      const struct sockaddr *client, const struct sockaddr *local);
+void alloc_detached_free(struct alloc *a, struct quota *q);
 
 /* Create with relay sockets already opened by the caller (relay[] filled),
  * in realm (an index of env.realms, holding its quota already).

@@ -26,6 +26,7 @@ struct turn_park {
     struct cluster_ask *ask;
     park_resume_fn resume;           /* the step that waited */
     bool ready;                      /* answered: waiting for the drain */
+    uint64_t id;                     /* park_move: named in the other worker's answer */
     uint64_t deadline_ms;
     struct sockaddr_storage client;
     /* the authentication so far; au.user points at user[] */
@@ -43,6 +44,7 @@ struct park_table {
     struct worker_stats *stats;
     struct turn_park *all;
     unsigned n;
+    uint64_t next_id;
     struct event *ready_ev;  /* drains the answered ones, from the loop */
     struct event *sweep_ev;  /* deadlines, armed while anything waits */
     uint8_t out[2048];
@@ -127,6 +129,7 @@ static struct turn_park *park_new(struct park_table *pt, struct turn_session *s,
     if (!p)
         return NULL;
     p->pt = pt;
+    p->id = ++pt->next_id;
     p->s = s;
     p->resume = resume;
     p->deadline_ms = clock_mono_ms() + PARK_TIMEOUT_MS;
@@ -279,6 +282,31 @@ static void park_resume(struct park_table *pt, struct turn_park *p)
         s->ops->bound(s->conn); /* a ConnectionBind: raw bytes from now on */
 }
 
+int park_move(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
+              const struct sockaddr *client, const struct turn_auth *au, park_resume_fn resume,
+              uint64_t *id)
+{
+    struct turn_park *p = park_new(pt, s, m, client, au, resume);
+    if (!p)
+        return -1;
+    *id = p->id;
+    return 0;
+}
+
+struct turn_session *park_move_answer(struct park_table *pt, uint64_t id, int code,
+                                      const struct sockaddr **client)
+{
+    for (struct turn_park *p = pt->all; p; p = p->next) {
+        if (p->id != id || p->ready)
+            continue;
+        p->ans.move = code;
+        park_mark_ready(p);
+        *client = (const struct sockaddr *)&p->client;
+        return p->s;
+    }
+    return NULL;
+}
+
 static void on_ready(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -305,6 +333,7 @@ static void park_fail(struct turn_park *p)
     p->ans.oauth.status = CLUSTER_KEYS_FAILED;
     p->ans.keys.status = CLUSTER_KEYS_FAILED;
     p->ans.quota = CLUSTER_QUOTA_FAILED;
+    p->ans.move = 500;
     park_mark_ready(p);
 }
 

@@ -1,7 +1,8 @@
 /*
  * park.h - TURN requests waiting for Redis: the realm of an ORIGIN (origin
  * map), a credentials lookup (cache miss) or the cross-node user quota of
- * an Allocate.
+ * an Allocate; or another worker, for an RFC 8016 Refresh whose allocation
+ * lives there.
  *
  * A parked request is owned by the worker's park table and listed in its
  * session's list; it holds a copy of the message, its cluster question
@@ -47,6 +48,7 @@ struct park_answer {
     struct cluster_keys keys;        /* park_keys: FAILED after the timeout */
     enum cluster_quota_status quota; /* park_quota: FAILED after the timeout */
     uint64_t sid;                    /* park_quota: the member asked for */
+    int move;                        /* park_move: 0 (moved here) or an error code; 500 after the timeout */
 };
 
 /* Continue a parked request: m is its copy, au its authentication so far
@@ -84,6 +86,17 @@ int park_keys(struct park_table *pt, struct turn_session *s, const struct stun_m
 int park_quota(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
                const struct sockaddr *client, const struct turn_auth *au, uint64_t sid,
                uint32_t lifetime_s, unsigned limit, park_resume_fn resume);
+/* Park a mobility Refresh while the worker holding its allocation is
+ * asked (turn_move); *id names it in that worker's answer. 0, or -1 when
+ * it cannot wait (answer 500). */
+int park_move(struct park_table *pt, struct turn_session *s, const struct stun_msg *m,
+              const struct sockaddr *client, const struct turn_auth *au, park_resume_fn resume,
+              uint64_t *id);
+/* The answer for the parked Refresh id: code 0 or an error. Returns its
+ * session and client (borrowed, valid on this thread until the loop runs
+ * on) for the allocation to join, or NULL when it stopped waiting. */
+struct turn_session *park_move_answer(struct park_table *pt, uint64_t id, int code,
+                                      const struct sockaddr **client);
 /* Redis goes away (reload): every waiting request stops waiting and
  * resumes with a failed answer, its question cancelled. */
 void park_fail_all(struct park_table *pt);

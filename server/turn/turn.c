@@ -28,6 +28,7 @@ struct turn *turn_new(const struct turn_env *env)
     const struct conf *c = env->conf;
     policy_init(&t->policy, c);
     turn_refresh_host(t);
+    turn_ticket_init(t);
     t->tx = txcache_new();
     t->rate = rate_new(env->rate_sources, c->unauth_global_rate, c->unauth_global_bps,
                        (unsigned)env->n_workers);

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "auth/auth.h"
 #include "proto/stun.h"
 #include "server/core/realm.h"
 #include "server/relay/alloc.h"
@@ -40,6 +41,7 @@ struct turn;
 struct turn_park;
 struct bufferevent;
 struct tcp_relay_note;
+struct turn_move;
 
 /* What request handling decided. */
 enum turn_verdict {
@@ -95,7 +97,45 @@ struct turn_env {
     struct cluster *cluster;
     struct rate_sources *rate_sources; /* per-source unauthenticated limits, process-wide */
     const _Atomic bool *draining;      /* the node is being drained: no new allocations */
+    /* RFC 8016: hand a turn_move to worker `to`'s service (its thread runs
+     * turn_on_move); 0, or -1 when there is no such worker (mv stays the
+     * caller's). */
+    int (*move_post)(void *arg, int to, struct turn_move *mv);
+    void *move_arg;
 };
+
+/*
+ * RFC 8016: a client moved to a 5-tuple that another worker receives. The
+ * new worker parks the Refresh and ASKs the worker named in the ticket; that
+ * one answers GIVE (the allocation, detached from its table) or REFUSE
+ * (code). Owned by the sender until move_post returns 0, then by the
+ * receiving worker, which reuses it for the answer or frees it with
+ * turn_move_free (which ends an allocation it carries).
+ */
+enum turn_move_kind { TURN_MOVE_ASK, TURN_MOVE_GIVE, TURN_MOVE_REFUSE };
+struct turn_move {
+    struct turn_move *next; /* the receiving worker's inbox */
+    enum turn_move_kind kind;
+    int from;               /* the worker that sent it */
+    uint64_t park_id;       /* the parked Refresh on the asking worker */
+    uint32_t alloc_id, gen; /* ASK: from the ticket */
+    /* ASK: who asks, for the owner check (RFC 8016 section 3.2) */
+    bool oauth;
+    uint8_t key_len;
+    uint8_t key[32];
+    uint32_t token_left;
+    uint8_t realm_len;
+    char realm[REALM_NAME_MAX + 1];
+    uint16_t user_len;
+    char user[AUTH_MAX_USERNAME + 1];
+    int code;               /* REFUSE */
+    struct alloc *alloc;    /* GIVE: owned by the message */
+    uint32_t clock_at;      /* GIVE: the old table's clock at the detach */
+};
+/* On the receiving worker's thread. */
+void turn_on_move(struct turn *t, struct turn_move *mv);
+/* A message nobody will receive (the worker stopped). */
+void turn_move_free(struct turn_move *mv, struct quota *q);
 
 /* The worker's service (NULL on out-of-memory) and its relay-table hook:
  * pass turn_on_alloc_death with the service as relay_env.on_death. */

@@ -274,6 +274,10 @@ static size_t allocate_quota(struct turn_session *s, const struct stun_msg *m,
     stun_enc_add_xaddr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, client);
     if (have_token)
         stun_enc_add(&e, STUN_ATTR_RESERVATION_TOKEN, token, 8);
+    if (stun_attr_find(m, STUN_ATTR_MOBILITY_TICKET)) {
+        a->mobile = true;
+        turn_ticket_add(t, a, &e);
+    }
     if (v6_failed) {
         /* RFC 8656 section 7.2: ADDRESS-ERROR-CODE for the family we could not serve */
         uint8_t v[4 + 32] = { 0x02, 0, 4, 40 };
@@ -302,6 +306,8 @@ enum turn_verdict turn_allocate(struct turn_session *s, const struct stun_msg *m
     const struct conf *c = t->env.conf;
     struct alloc_req r;
     int code = alloc_req_parse(m, turn_session_stream(s), &r);
+    if (!code)
+        code = turn_ticket_asked(s, m);
     if (code) {
         *len = turn_reply_error(t, m, code, au, out, cap);
         return *len ? TURN_ANSWER : TURN_DROP;

@@ -4,7 +4,8 @@
  * attributes (420), the transaction cache (a retransmission gets the first
  * answer again, or nothing while the first is parked), the realm (or parked
  * while Redis's origin map is asked), authentication (401, 438, 400, or
- * parked while Redis is asked), the allocation owner (441), then the
+ * parked while Redis is asked), the allocation owner (441), a Refresh
+ * that brings its allocation from another 5-tuple (RFC 8016), then the
  * method. No relay port is opened before a request has authenticated.
  */
 #include <string.h>
@@ -71,6 +72,8 @@ enum turn_verdict turn_request_authed(struct turn_session *s, const struct stun_
         *len = turn_reply_error(t, m, 441, au, out, cap);
     else if (m->method == STUN_ALLOCATE && !a)
         return turn_allocate(s, m, client, au, out, cap, len);
+    else if (!a && m->method == STUN_REFRESH && stun_attr_find(m, STUN_ATTR_MOBILITY_TICKET))
+        return turn_mobility_refresh(s, m, client, au, out, cap, len);
     else if (m->method == STUN_ALLOCATE || !a)
         *len = turn_reply_error(t, m, 437, au, out, cap);
     else if (m->method == STUN_REFRESH)

@@ -4,6 +4,7 @@
  * turn_reply.c (answers), turn_auth.c (authentication), turn_alloc.c
  * (Allocate), turn_methods.c (Refresh, CreatePermission, ChannelBind, Send),
  * turn_tcp.c (RFC 6062: Connect, ConnectionBind, ConnectionAttempt),
+ * turn_ticket.c and turn_mobility.c (RFC 8016),
  * txcache.c, rate.c and park.c. Calls between them go one way (dispatch
  * -> methods -> reply); park.c continues a request only through the
  * callback it was handed. Not for use outside server/turn/.
@@ -35,6 +36,7 @@ struct turn {
     unsigned alternate_next;     /* round robin over alternate_servers */
     unsigned relay_next;         /* round robin over relay.ip */
     uint32_t realm_epoch;        /* bumped when the realm set is refilled */
+    uint8_t mob_key[16];         /* RFC 8016 tickets (turn_ticket.c), per process */
 };
 
 /* The outcome of authentication; user borrowed from the request, the
@@ -160,6 +162,27 @@ size_t turn_do_channel_bind(struct turn_session *s, struct alloc *a, const struc
                             const struct turn_auth *au, uint8_t *out, size_t cap);
 void turn_send_indication(struct turn_session *s, const struct stun_msg *m,
                           const struct sockaddr *client);
+
+/* RFC 8016 tickets (turn_ticket.c): the key, from the process's nonce key;
+ * an Allocate's MOBILITY-TICKET: 0 (none, or asked for rightly), 400 or
+ * 405; a new ticket for a mobile allocation into an answer (older ones are
+ * spent); what a ticket names, or -1 when it does not open. */
+struct turn_ticket {
+    unsigned worker;
+    uint32_t id, gen;
+};
+void turn_ticket_init(struct turn *t);
+int turn_ticket_asked(const struct turn_session *s, const struct stun_msg *m);
+void turn_ticket_add(struct turn *t, struct alloc *a, struct stun_enc *e);
+int turn_ticket_open(const struct turn *t, const uint8_t *v, size_t len, struct turn_ticket *out);
+/* RFC 8016 moves (turn_mobility.c). */
+/* An authenticated Refresh with MOBILITY-TICKET from a 5-tuple that has no
+ * allocation: move the ticket's allocation here (or park while its worker
+ * is asked), then refresh it. */
+enum turn_verdict turn_mobility_refresh(struct turn_session *s, const struct stun_msg *m,
+                                        const struct sockaddr *client,
+                                        const struct turn_auth *au, uint8_t *out, size_t cap,
+                                        size_t *len);
 
 /* Allocate (turn_alloc.c). */
 /* LIFETIME asked, within max_lifetime and an RFC 7635 token's. */

@@ -75,6 +75,8 @@ size_t turn_do_refresh(struct turn_session *s, struct alloc *a, const struct stu
     struct stun_enc e;
     turn_enc_start(&e, m, STUN_CLASS_SUCCESS, out, cap);
     stun_enc_add_u32(&e, STUN_ATTR_LIFETIME, lifetime);
+    if (lifetime && a->mobile)
+        turn_ticket_add(t, a, &e); /* RFC 8016 section 3.2: a new one each time */
     return turn_enc_finish(t, &e, m, au);
 }
 

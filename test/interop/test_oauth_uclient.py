@@ -11,15 +11,12 @@ log shows which realm each kid's allocation landed in.
 """
 import os
 import re
-import socket
-import subprocess
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from ternd import Ternd, free_port, temp_dir, tls_files  # noqa: E402
-from test_turn_clients import LOST, TOTALS, relay_range, run  # noqa: E402
+from test_turn_clients import assert_relayed_all, relay_range, run, start_peer, stop_process  # noqa: E402
 
 REALM = "north.gov"
 SERVER_NAME = "blackdow.carleon.gov"
@@ -62,20 +59,11 @@ class UclientOauthCase(unittest.TestCase):
         cls.port, cls.tls_port = free_port(), free_port()
         cls.srv = Ternd(oauth_conf(cls.port, cls.tls_port, relay_range(), cert, key,
                                    server_name=cls.SERVER_NAME)).__enter__()
-        cls.peer_port = free_port(kinds=(socket.SOCK_DGRAM,))
-        cls.peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(cls.peer_port)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
+        cls.peer, cls.peer_port = start_peer()
 
     @classmethod
     def tearDownClass(cls):
-        if cls.peer.poll() is None:
-            cls.peer.terminate()
-            try:
-                cls.peer.wait(10)
-            except subprocess.TimeoutExpired:
-                cls.peer.kill()
-                cls.peer.wait()
+        stop_process(cls.peer)
         cls.srv.stop()
 
     def sessions(self, transport=None):
@@ -92,12 +80,7 @@ class UclientOauthCase(unittest.TestCase):
         out = p.stdout + p.stderr
         why = "%s\n--- client:\n%s\n--- server:\n%s" % (" ".join(cmd), out[-3000:], self.srv.stderr()[-3000:])
         self.assertEqual(p.returncode, 0, why)
-        totals = TOTALS.findall(out)
-        self.assertTrue(totals, why)
-        sent, received = map(int, totals[-1])
-        self.assertEqual(sent, CLIENTS * MESSAGES, why)
-        self.assertEqual(received, sent, why)
-        self.assertEqual(LOST.findall(out), ["0"], why)
+        assert_relayed_all(self, out, CLIENTS * MESSAGES, why)
         started = self.sessions()[before:]
         self.assertTrue(started, why)
         for user, realm in started:  # each kid's allocations land in its realm

@@ -13,18 +13,15 @@ a message, so a heavy run (-m 4 -n 200 -l 1000) reports a few "lost"
 messages through coturn's own turnserver as well.
 """
 import os
-import re
 import socket
 import subprocess
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from ternd import Ternd, conf, free_port, tls_files, temp_dir  # noqa: E402
+from test_turn_clients import assert_relayed_all, start_peer, stop_process  # noqa: E402
 
-TOTALS = re.compile(r"start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", re.M)
-LOST = re.compile(r"Total lost packets (\d+) \(")
 CLIENTS, MESSAGES = 2, 20
 
 
@@ -41,19 +38,12 @@ class UclientTcpRelay(unittest.TestCase):
                 'peers = { allow_loopback = true; };\n'
                 'tls = { cert = "%s"; key = "%s"; };\n' % (lo, min(lo + 199, 65535), cert, key))
         cls.srv = Ternd(conf(cls.port, text, listen=listen)).__enter__()
-        cls.peer_port = free_port()
-        cls.peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(cls.peer_port)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
+        # TCP and UDP: the relayed leg is TCP
+        cls.peer, cls.peer_port = start_peer(kinds=(socket.SOCK_DGRAM, socket.SOCK_STREAM))
 
     @classmethod
     def tearDownClass(cls):
-        cls.peer.terminate()
-        try:
-            cls.peer.wait(10)
-        except subprocess.TimeoutExpired:
-            cls.peer.kill()
-            cls.peer.wait()
+        stop_process(cls.peer)
         assert cls.srv.stop() == 0
 
     def relays_all(self, *flags, port):
@@ -65,12 +55,7 @@ class UclientTcpRelay(unittest.TestCase):
         why = "%s\n--- client:\n%s\n--- server:\n%s" % (" ".join(cmd), out[-3000:],
                                                         self.srv.stderr()[-3000:])
         self.assertEqual(p.returncode, 0, why)
-        totals = TOTALS.findall(out)
-        self.assertTrue(totals, why)
-        sent, received = map(int, totals[-1])
-        self.assertEqual(sent, CLIENTS * MESSAGES, why)
-        self.assertEqual(received, sent, why)
-        self.assertEqual(LOST.findall(out), ["0"], why)
+        assert_relayed_all(self, out, CLIENTS * MESSAGES, why)
         return out
 
     def test_tcp_relay_over_tcp(self):

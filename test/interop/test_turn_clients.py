@@ -166,24 +166,45 @@ TOTALS = re.compile(r"start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*
 LOST = re.compile(r"Total lost packets (\d+) \(")
 
 
+def start_peer(kinds=(socket.SOCK_DGRAM,)):
+    """turnutils_peer echoing on a free loopback port: (process, port)."""
+    port = free_port(kinds=kinds)
+    proc = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    return proc, port
+
+
+def stop_process(proc):
+    """Stop a process this test started, by its handle."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def assert_relayed_all(tc, out, expected, why):
+    """uclient's own totals: expected messages sent, all received, none lost."""
+    totals = TOTALS.findall(out)
+    tc.assertTrue(totals, why)
+    sent, received = map(int, totals[-1])
+    tc.assertEqual(sent, expected, why)
+    tc.assertEqual(received, sent, why)
+    tc.assertEqual(LOST.findall(out), ["0"], why)
+
+
 class TurnutilsUclient(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.srv = TurnServer().start()
-        cls.peer_port = free_port(kinds=(socket.SOCK_DGRAM,))
-        cls.peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(cls.peer_port)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
+        cls.peer, cls.peer_port = start_peer()
 
     @classmethod
     def tearDownClass(cls):
-        if cls.peer.poll() is None:
-            cls.peer.terminate()
-            try:
-                cls.peer.wait(10)
-            except subprocess.TimeoutExpired:
-                cls.peer.kill()
-                cls.peer.wait()
+        stop_process(cls.peer)
         cls.srv.stop()
 
     def uclient(self, *flags, port=None):
@@ -208,13 +229,7 @@ class TurnutilsUclient(unittest.TestCase):
             rc, out, _ = self.uclient(*flags, port=port)
         why = "%s\n--- client:\n%s\n--- server:\n%s" % (" ".join(flags), out[-3000:], self.srv.log())
         self.assertEqual(rc, 0, why)
-        totals = TOTALS.findall(out)
-        self.assertTrue(totals, why)
-        sent, received = map(int, totals[-1])
-        self.assertEqual(sent, CLIENTS * MESSAGES, why)
-        self.assertEqual(received, sent, why)
-        lost = LOST.findall(out)
-        self.assertEqual(lost, ["0"], why)
+        assert_relayed_all(self, out, CLIENTS * MESSAGES, why)
 
     def relays_nothing(self, *flags, port=None):
         rc, out, _ = self.uclient(*flags, port=port)
