@@ -125,11 +125,13 @@ static void icetest_parse_url(struct icetest_opts *o, const char *url)
     }
     if (!port)
         port = ICETEST_DEFAULT_PORT;
-    if (!*host || strlen(host) >= sizeof o->host || strspn(port, "0123456789") != strlen(port))
+    size_t hl = strlen(host), pl = strlen(port);
+    if (!hl || hl >= sizeof o->host || !pl || pl >= sizeof o->port ||
+        strspn(port, "0123456789") != pl)
         ctl_usage_fail("icetest: '%s': bad host or port", url);
     icetest_number(port, "the URL's port", 1, 65535);
-    snprintf(o->host, sizeof o->host, "%s", host);
-    snprintf(o->port, sizeof o->port, "%s", port);
+    memcpy(o->host, host, hl + 1);
+    memcpy(o->port, port, pl + 1);
     if (!query || !strcasecmp(query, "?transport=udp"))
         o->tcp = false;
     else if (!strcasecmp(query, "?transport=tcp"))
