@@ -51,8 +51,9 @@ TERNCTL_VERSION := $(shell sed -n 's/^.define TERN_VERSION "\(.*\)"/\1/p' server
 $(B)/client/ternctl.o: CFLAGS += -DTERN_VERSION='"$(TERNCTL_VERSION)"'
 $(B)/client/ternctl.o: server/server.h
 $(B)/ternctl: $(B)/client/ternctl.o $(B)/client/ternctl_creds.o $(B)/client/ternctl_redis.o \
+              $(B)/client/ternctl_icetest.o $(B)/client/turnc.o $(B)/client/nat.o \
               $(B)/server/core/json.o $(LIB_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lm
 
 $(B)/ternbench: $(BENCH_SRC:%.c=$(B)/%.o) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

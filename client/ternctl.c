@@ -11,7 +11,8 @@
  * - offline commands that need no ternd: TURN REST credentials
  *   (ternctl_creds.c) and users and secrets in Redis, written in coturn's
  *   schema so that ternctl and coturn's turnadmin manage the same Redis
- *   (ternctl_redis.c).
+ *   (ternctl_redis.c); and a relay test against any TURN server, ternd or
+ *   another (ternctl_icetest.c, with the TURN client client/turnc.c).
  *
  * Errors are one line, "ternctl: ...", and exit status 1; a wrong command
  * line exits 2.
@@ -60,6 +61,9 @@ static void usage(FILE *f)
             "  user list --redis URL --realm R\n"
             "  secret add|delete --redis URL --realm R --secret S\n"
             "  secret list --redis URL --realm R\n"
+            "A relay test against any TURN server:\n"
+            "  icetest turn:HOST[:PORT][?transport=udp|tcp] [--secret S | --user U --password P]\n"
+            "          [--duration S] [--rate PPS] [--size BYTES] [--max-loss PERCENT]\n"
             "--json anywhere prints one JSON document; -h, --help; --version.\n"
             "Exit status: 0 done, 1 refused or failed, 2 bad usage. See ternctl(8).\n");
 }
@@ -402,6 +406,8 @@ int main(int argc, char **argv)
         return ctl_redis_user(n, args, json);
     if (!strcmp(cmd, "secret"))
         return ctl_redis_secret(n, args, json);
+    if (!strcmp(cmd, "icetest"))
+        return ctl_icetest(n, args, json);
     fprintf(stderr, "ternctl: unknown command '%s'\n", cmd);
     usage(stderr);
     return CTL_EXIT_USAGE;

@@ -2,13 +2,15 @@
  * ternctl.h - what the files of ternctl(8) share: its exit statuses, its
  * one-line errors, option values and JSON strings. ternctl.c holds main and
  * the control socket client, ternctl_creds.c the TURN REST credentials,
- * ternctl_redis.c the users and secrets in coturn's Redis schema.
+ * ternctl_redis.c the users and secrets in coturn's Redis schema,
+ * ternctl_icetest.c the relay test.
  */
 #ifndef TERN_CLIENT_TERNCTL_H
 #define TERN_CLIENT_TERNCTL_H
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <time.h>
 
 /* Exit statuses (ternctl.8, EXIT STATUS). */
 #define CTL_EXIT_OK 0
@@ -46,10 +48,20 @@ const char *ctl_opt_secret(const char *value, const char *name);
 /* s as a JSON string, quoted and escaped (server/core/json.h). */
 void ctl_json_string(FILE *f, const char *s);
 
+/* A TURN REST username, "<expiry>" or "<expiry>:<name>" (name may be NULL),
+ * valid for ttl seconds, and its password made with secret
+ * (ternctl_creds.c). Returns the expiry; a name too long is a usage error. */
+#define CTL_REST_USER_MAX (513 + 32)
+#define CTL_REST_PASSWORD_MAX 64
+time_t ctl_creds_make(const char *secret, unsigned long ttl, const char *name,
+                      char user[CTL_REST_USER_MAX], char pw[CTL_REST_PASSWORD_MAX]);
+
 /* The offline commands; argv[0] is the command's name. Return an exit
  * status (or exit by themselves through ctl_fail). */
 int ctl_credentials(int argc, char **argv, bool json);
 int ctl_redis_user(int argc, char **argv, bool json);
 int ctl_redis_secret(int argc, char **argv, bool json);
+/* `ternctl icetest`: a relay test against a TURN server (ternctl_icetest.c). */
+int ctl_icetest(int argc, char **argv, bool json);
 
 #endif

@@ -61,6 +61,21 @@ static void creds_print_entry(const char *const *urls, int n_urls, const char *u
     fputs("}", stdout);
 }
 
+time_t ctl_creds_make(const char *secret, unsigned long ttl, const char *name,
+                      char user[CTL_REST_USER_MAX], char pw[CTL_REST_PASSWORD_MAX])
+{
+    time_t expiry = time(NULL) + (time_t)ttl;
+    int len = name ? snprintf(user, CTL_REST_USER_MAX, "%lld:%s", (long long)expiry, name)
+                   : snprintf(user, CTL_REST_USER_MAX, "%lld", (long long)expiry);
+    /* RFC 8489 section 14.3: a username is less than 513 bytes */
+    if (len < 0 || len >= AUTH_MAX_USERNAME)
+        ctl_usage_fail("credentials: --name is too long (the username must stay under %d bytes)",
+                       AUTH_MAX_USERNAME);
+    if (auth_rest_password(secret, user, (size_t)len, pw, CTL_REST_PASSWORD_MAX) < 0)
+        ctl_fail("credentials: cannot compute the HMAC (OpenSSL)");
+    return expiry;
+}
+
 int ctl_credentials(int argc, char **argv, bool json)
 {
     static const char *const want[] = { "--secret=", "--ttl=", "--name=", "--url+", NULL };
@@ -83,17 +98,8 @@ int ctl_credentials(int argc, char **argv, bool json)
     if (n_urls == 0)
         urls[n_urls++] = CREDS_DEFAULT_URL;
 
-    time_t expiry = time(NULL) + (time_t)ttl;
-    char user[AUTH_MAX_USERNAME + 32];
-    int len = name ? snprintf(user, sizeof user, "%lld:%s", (long long)expiry, name)
-                   : snprintf(user, sizeof user, "%lld", (long long)expiry);
-    /* RFC 8489 section 14.3: a username is less than 513 bytes */
-    if (len < 0 || len >= AUTH_MAX_USERNAME)
-        ctl_usage_fail("credentials: --name is too long (the username must stay under %d bytes)",
-                       AUTH_MAX_USERNAME);
-    char pw[64];
-    if (auth_rest_password(secret, user, (size_t)len, pw, sizeof pw) < 0)
-        ctl_fail("credentials: cannot compute the HMAC (OpenSSL)");
+    char user[CTL_REST_USER_MAX], pw[CTL_REST_PASSWORD_MAX];
+    time_t expiry = ctl_creds_make(secret, ttl, name, user, pw);
 
     if (json) {
         fputs("{\"username\": ", stdout);
