@@ -230,7 +230,7 @@ static void api_icetest(struct console *c, struct evhttp_request *req)
     }
     char host[256];
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
-    static char urls[ICETEST_MAX_URLS][NET_ADDRSTRLEN + 32]; /* main thread only */
+    char urls[ICETEST_MAX_URLS][NET_ADDRSTRLEN + 32];
     size_t n = icetest_urls(cf, console_host_name(h, host, sizeof host) == 0 ? host : NULL, urls);
     struct evbuffer *b = evbuffer_new();
     if (!b) {
