@@ -10,12 +10,14 @@ import hmac
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
 import unittest
 
 from ternd import TERND, Ternd, free_port, temp_dir, tls_files
+from test_operations import wait_for
 from test_ternctl import TERNCTL, client_addr, control_dir
 from test_turn import USERS
 from turnclient import Turn
@@ -315,6 +317,34 @@ class IcetestSecrets(unittest.TestCase):
         status, doc = self.icetest("", 'nonce_lifetime = 600;')
         self.assertEqual(status, 503)
         self.assertIn("icetest_secret", doc["error"])
+
+
+class ConsoleReload(unittest.TestCase):
+    def test_a_new_token_on_reload_ends_the_old_cookie_and_the_listener_can_move(self):
+        port, hport = free_port(), free_port(kinds=(socket.SOCK_STREAM,))
+        text = server_conf(port, hport, 'admin_token = "%s";' % TOKEN)
+        with Ternd(text) as srv:
+            h, body = form(token=TOKEN)
+            cookie = {"Cookie": call(hport, "POST", "/login", h, body)[1]["set-cookie"].split(";")[0]}
+            self.assertEqual(call(hport, "GET", "/api/status", cookie)[0], 200)
+            new = TOKEN + "-rotated"
+            with open(srv.conf, "w") as f:
+                f.write(text.replace(TOKEN, new))
+            srv.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(wait_for(lambda: "reload: " in srv.stderr(), 10))
+            self.assertIn("applied", srv.stderr())
+            self.assertEqual(call(hport, "GET", "/api/status", cookie)[0], 401)
+            self.assertEqual(call(hport, "GET", "/api/status", bearer())[0], 401)
+            self.assertEqual(call(hport, "GET", "/api/status", bearer(new))[0], 200)
+            # moved: the console comes up on the new port, with its token
+            hport2 = free_port(kinds=(socket.SOCK_STREAM,))
+            with open(srv.conf, "w") as f:
+                f.write(text.replace(TOKEN, new).replace("port = %d; admin" % hport,
+                                                         "port = %d; admin" % hport2))
+            n = srv.stderr().count("reload: ")
+            srv.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(wait_for(lambda: srv.stderr().count("reload: ") > n, 10))
+            self.assertEqual(call(hport2, "GET", "/api/sessions", bearer(new))[0], 200)
 
 
 class HttpConfig(unittest.TestCase):
