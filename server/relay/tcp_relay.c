@@ -17,6 +17,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -124,6 +126,15 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* A new connection of a, listed, with an unused id; NULL when a has its
  * maximum or memory is out. */
+/* A relay passes bytes on as they come: Nagle's algorithm would hold a
+ * write behind the other side's delayed ACK of the previous one. */
+static void no_nagle(int fd)
+{
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 static struct tcp_conn *conn_new(struct alloc *a, const struct sockaddr *peer)
 {
     struct relay_table *t = a->t;
@@ -321,6 +332,7 @@ int tcp_relay_connect(struct alloc *a, const struct sockaddr *peer, const struct
     c->req = *req;
     c->state = TCP_CONNECTING;
     int fd = famine_socket(peer->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    no_nagle(fd);
     struct sockaddr_in6 src = a->relay[0].addr;
     net_addr_set_port((struct sockaddr *)&src, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&src, net_addr_len((struct sockaddr *)&src)) < 0 ||
@@ -362,6 +374,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
         }
         const struct sockaddr *peer = (const struct sockaddr *)&ss;
         struct tcp_conn *c = NULL;
+        no_nagle(cfd);
         /* RFC 6062 section 5.3: no permission, no connection. */
         if (!relay_perm_ok_at(a, peer, relay_now(t))) {
             stats_add(&t->env.stats->drops[STATS_DROP_NO_PERMISSION], 1);

@@ -34,6 +34,8 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -470,8 +472,12 @@ static void listener_on_accept(struct evconnlistener *l, evutil_socket_t fd, str
         close(fd);
         return;
     }
-    int sndbuf = STREAM_SNDBUF;
+    int sndbuf = STREAM_SNDBUF, one = 1;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    /* Each write is a whole message for a real-time client: Nagle's
+     * algorithm would hold one behind the client's delayed ACK of the
+     * previous (40 ms). */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_storage peer = { 0 }, local;
     memcpy(&peer, sa, (size_t)salen < sizeof peer ? (size_t)salen : sizeof peer);
     socklen_t ll = sizeof local;

@@ -155,6 +155,31 @@ class TurnBasics(unittest.TestCase):
             self.assertEqual(t.recv_data(), ("channel", 0x4abc, payload))
         p.close()
 
+    def test_tcp_client_gets_packets_without_nagle_delay(self):
+        """Relayed packets go out to a TCP client at once. With Nagle's
+        algorithm on ternd's socket, a packet written while the previous one
+        was not yet acknowledged waited for the client's delayed ACK (up to
+        40 ms): media in bursts (a video frame is several packets) to a
+        client that also sends (its stack then delays ACKs)."""
+        t = self.client(transport="tcp")
+        self.assertEqual(t.allocate()["cls"], 2)
+        p = udp_peer()
+        self.addCleanup(p.close)
+        self.assertEqual(t.channel_bind(0x4abd, p.getsockname())["cls"], 2)
+        delays = []
+        for i in range(12):
+            t.send_channel(0x4abd, b"e%d" % i)  # the client talks: its ACKs are delayed
+            self.assertEqual(p.recvfrom(100)[0], b"e%d" % i)
+            sent = time.monotonic()
+            for k in range(3):  # a burst, each packet its own write in ternd
+                p.sendto(b"%d-%d" % (i, k) + bytes(200), t.relayed[0])
+                time.sleep(0.002)
+            for k in range(3):
+                self.assertEqual(t.recv_data(), ("channel", 0x4abd, b"%d-%d" % (i, k) + bytes(200)))
+            delays.append(time.monotonic() - sent)
+        delays.sort()
+        self.assertLess(delays[len(delays) // 2], 0.01, "median %.1f ms" % (delays[len(delays) // 2] * 1000))
+
     def test_ipv6_client_and_dual_stack(self):
         t = self.client(host="::1")
         r = t.allocate(extra=[attr(A_AAF, b"\x02\0\0\0")])
