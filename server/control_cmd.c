@@ -280,9 +280,9 @@ static void kill_on_worker(struct worker *w, void *arg)
         /* a TCP/TLS/DTLS client loses its connection, and the allocation
          * with it; a UDP client only its allocation */
         if (a->ops->close)
-            a->ops->close(a->conn, "killed by ternctl");
+            a->ops->close(a->conn, "killed by an operator (ternctl or the console)");
         else
-            alloc_destroy(a, "killed by ternctl");
+            alloc_destroy(a, "killed by an operator (ternctl or the console)");
     }
     sw->piece[w->id].count = (unsigned)k.n;
     free(k.found);
