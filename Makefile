@@ -18,6 +18,7 @@ SERVER_SRC := $(wildcard server/*.c server/*/*.c)
 LIB_SRC    := $(PROTO_SRC) $(AUTH_SRC) $(CONF_SRC)
 LIB_OBJ    := $(LIB_SRC:%.c=$(B)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(B)/%.o)
+WWW_OBJ    := $(patsubst server/www/%.html,$(B)/server/www/%_html.o,$(wildcard server/www/*.html))
 UNIT_SRC   := $(wildcard test/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:test/unit/%.c=$(B)/%)
 BENCH_SRC  := $(wildcard test/bench/ternbench.c test/bench/bench_*.c)
@@ -30,8 +31,23 @@ $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(B)/ternd: $(SERVER_OBJ) $(LIB_OBJ)
+$(B)/ternd: $(SERVER_OBJ) $(WWW_OBJ) $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The web console's pages are compiled in: each server/www/NAME.html becomes
+# www_NAME_html[] (NUL-terminated) and www_NAME_html_len in a generated C
+# file, with od and sed only (no xxd, no network); server/console_int.h
+# declares the ones the routes serve.
+$(B)/server/www/%_html.c: server/www/%.html
+	@mkdir -p $(dir $@)
+	{ printf '#include <stddef.h>\nconst unsigned char www_%s_html[] = {\n' '$*'; \
+	  od -An -v -tx1 $< | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  printf '0x00 };\nconst size_t www_%s_html_len = sizeof www_%s_html - 1;\n' '$*' '$*'; } > $@.tmp
+	mv $@.tmp $@
+
+.PRECIOUS: $(B)/server/www/%_html.c
+$(B)/server/www/%_html.o: $(B)/server/www/%_html.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 # The server below its transports, for unit tests that drive the TURN service
 # and allocations with no client sockets and no Redis: cluster/ is replaced
@@ -41,6 +57,10 @@ UNIT_EXTRA := $(CORE_OBJ) $(B)/test/unit/fake_cluster.o $(B)/test/unit/turn_harn
 
 $(B)/test_%: $(B)/test/unit/test_%.o $(LIB_OBJ) $(UNIT_EXTRA)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# The console's token, cookie, rate-limit and parsing helpers are pure: their
+# unit test links them alone.
+$(B)/test_console: $(B)/server/console_auth.o
 
 $(B)/ternc: $(B)/client/ternc.o $(B)/client/nat.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

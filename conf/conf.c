@@ -314,11 +314,57 @@ static int conf_load_control(const struct conf_ctx *x, struct conf *c, const con
     return 0;
 }
 
+/* http = { ip; port; admin_token; icetest_secret; }, or metrics = { ip;
+ * port; } as it was first called: one listener, so not both. After auth:
+ * the ICE test's own secret joins auth.secrets. */
+static int conf_load_http(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
+{
+    static const char *const old_keys[] = {"ip", "port", NULL};
+    static const char *const keys[] = {"ip", "port", "admin_token", "icetest_secret", NULL};
+    char path[CONF_STR];
+    config_setting_t *old, *g;
+    if (conf_take_group(x, root, "metrics", old_keys, &old) < 0 ||
+        conf_take_group(x, root, "http", keys, &g) < 0)
+        return -1;
+    if (old && g)
+        return conf_fail(x, g, "'http' and 'metrics' are the same listener (metrics is its old "
+                               "name): keep only 'http'");
+    g = g ? g : old;
+    if (!g)
+        return 0;
+    /* Loopback by default: neither metrics nor the console are meant for
+     * the internet. */
+    if (conf_get_endpoint(x, g, "127.0.0.1", 9641, &c->metrics) < 0 ||
+        conf_take_str(x, g, "admin_token", c->http_admin_token, sizeof c->http_admin_token,
+                      true) < 0 ||
+        conf_take_str(x, g, "icetest_secret", c->http_icetest_secret,
+                      sizeof c->http_icetest_secret, true) < 0)
+        return -1;
+    c->has_metrics = true;
+    /* A short token falls to the rate limit's 5 guesses per 10 s. */
+    const config_setting_t *t = config_setting_get_member(g, "admin_token");
+    if (t && strlen(c->http_admin_token) < 16)
+        return conf_fail(x, t, "'%s' is %zu characters; at least 16 (it is the console's "
+                               "password)", CONF_PATH(t, path), strlen(c->http_admin_token));
+    if (!c->http_icetest_secret[0])
+        return 0;
+    for (size_t i = 0; i < c->n_secrets; i++)
+        if (strcmp(c->secrets[i], c->http_icetest_secret) == 0)
+            return 0;
+    if (c->n_secrets == CONF_MAX_SECRETS)
+        return conf_fail(x, config_setting_get_member(g, "icetest_secret"),
+                         "'%s' would be REST secret number %d of the default realm; at most %d",
+                         CONF_PATH(config_setting_get_member(g, "icetest_secret"), path),
+                         CONF_MAX_SECRETS + 1, CONF_MAX_SECRETS);
+    snprintf(c->secrets[c->n_secrets++], CONF_STR, "%s", c->http_icetest_secret);
+    return 0;
+}
+
 static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
 {
     static const char *const keys[] = {"realm", "software", "workers", "listen", "alternate",
                                        "relay", "tls",      "auth",    "peers",  "limits",
-                                       "metrics", "log",    "alternate_servers", "control",
+                                       "metrics", "http", "log", "alternate_servers", "control",
                                        "user", "group", "realms", "oauth",
                                        "alternate_threshold", "alternate_domain", NULL};
     static const char *const ep_keys[] = {"ip", "port", NULL};
@@ -369,14 +415,8 @@ static int conf_load_root(const struct conf_ctx *x, struct conf *c, const config
         conf_load_limits(x, c, root) < 0)
         return -1;
 
-    if (conf_take_group(x, root, "metrics", ep_keys, &g) < 0)
+    if (conf_load_http(x, c, root) < 0)
         return -1;
-    if (g) {
-        /* Loopback by default: metrics are not meant for the internet. */
-        if (conf_get_endpoint(x, g, "127.0.0.1", 9641, &c->metrics) < 0)
-            return -1;
-        c->has_metrics = true;
-    }
 
     if (conf_load_log(x, c, root) < 0 || conf_load_control(x, c, root) < 0 ||
         conf_load_realms(x, c, root) < 0 || conf_load_oauth(x, c, root) < 0)

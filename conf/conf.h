@@ -169,8 +169,15 @@ struct conf {
     unsigned alternate_threshold; /* 0: never */
     char alternate_domain[CONF_STR]; /* ALTERNATE-DOMAIN for TLS clients; "" none */
 
+    /* The HTTP listener (http = { ... }, or its older name metrics = { ip;
+     * port; }): /metrics and /health, and the web console when
+     * http_admin_token is set (server/console.h). */
     bool has_metrics;
     struct sockaddr_storage metrics;
+    char http_admin_token[CONF_STR];    /* "": no console (its routes are 404) */
+    char http_icetest_secret[CONF_STR]; /* "": the default realm's first REST secret;
+                                         * else also among secrets[] (ternd accepts
+                                         * what /api/icetest mints) */
 
     /* The control socket (ternctl): a Unix socket, off unless set. */
     bool has_control;

@@ -1,6 +1,8 @@
 /*
  * control_int.h - what control.c (the socket and the protocol) and
- * control_cmd.c (the requests) share. Not for use elsewhere.
+ * control_cmd.c (the requests) share; the web console (console_api.c) makes
+ * requests of its own with an answer function of its own, and main.c hands
+ * control_cmd_run to it (srv->control_run). Not for use elsewhere.
  */
 #ifndef TERN_SERVER_CONTROL_INT_H
 #define TERN_SERVER_CONTROL_INT_H

@@ -17,6 +17,7 @@
 #include "conf/conf.h"
 #include "server/banner.h"
 #include "server/control.h"
+#include "server/control_int.h"
 #include "server/core/clock.h"
 #include "server/core/log.h"
 #include "server/core/net.h"
@@ -150,6 +151,7 @@ int main(int argc, char **argv)
     gen_commit(gen, &srv.stats_realms);
     srv.gen = gen;
     srv.conf = conf;
+    srv.control_run = control_cmd_run;
     int rc = 1;
     if (RAND_bytes(srv.cookie_secret, sizeof srv.cookie_secret) != 1) {
         log_error("cannot seed the DTLS cookie key");

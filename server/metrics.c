@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/console.h"
 #include "server/core/log.h"
 #include "server/core/net.h"
 #include "server/core/stats.h"
@@ -44,6 +45,7 @@
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define METRICS_TIMEOUT_S 10  /* a scraper that stalls loses its connection */
 #define METRICS_BACKLOG 16
+#define METRICS_MAX_BODY 4096 /* the sign-in form's token and next= */
 
 /* The endpoint; owned by the server (srv->metrics), freed by metrics_stop. */
 struct metrics {
@@ -51,6 +53,7 @@ struct metrics {
     struct evhttp *http;      /* owned; owns the listening socket and connections */
     struct timespec started;  /* CLOCK_MONOTONIC at metrics_start, for uptime */
     struct accept_guard guard; /* out of descriptors: no spinning */
+    struct console *console;  /* owned; every other path is its (console.h) */
     char name[NET_ADDRSTRLEN + 16];
 };
 
@@ -307,7 +310,17 @@ static void metrics_on_request(struct evhttp_request *req, void *arg)
     const struct metrics *m = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    if (path && strcmp(path, "/health") == 0) {
+    bool open = path && (strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0);
+    if (!open) {
+        console_handle(m->console, req);
+        return;
+    }
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+        evhttp_send_error(req, 405, NULL);
+        return;
+    }
+    if (strcmp(path, "/health") == 0) {
         /* a readiness probe: a draining node takes no new clients */
         bool draining = drain_active(m->srv);
         struct evbuffer *body = evbuffer_new();
@@ -319,10 +332,6 @@ static void metrics_on_request(struct evhttp_request *req, void *arg)
                           body);
         if (body)
             evbuffer_free(body);
-        return;
-    }
-    if (!path || strcmp(path, "/metrics") != 0) {
-        evhttp_send_error(req, HTTP_NOTFOUND, NULL);
         return;
     }
     struct evbuffer *body = evbuffer_new();
@@ -393,25 +402,29 @@ int metrics_start(struct server *srv, struct event_base *base)
         return -1;
     }
     struct metrics *m = calloc(1, sizeof *m);
-    struct evhttp *http = m ? evhttp_new(base) : NULL;
+    struct console *con = m ? console_new(srv) : NULL;
+    struct evhttp *http = con ? evhttp_new(base) : NULL;
     struct evhttp_bound_socket *bound = http ? evhttp_accept_socket_with_handle(http, fd) : NULL;
     if (!bound) {
         log_error("cannot listen on metrics %s: out of memory", net_addr_format(addr, a, sizeof a));
         if (http)
             evhttp_free(http);
+        console_free(con);
         free(m);
         close(fd);
         return -1;
     }
-    /* A scrape is a small GET: refuse anything else early and bound what a
+    /* A scrape is a small GET, a console request a GET or a small POST (the
+     * sign-in form, a kill): refuse anything else early and bound what a
      * misbehaving client can make us hold. */
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET);
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
     evhttp_set_timeout(http, METRICS_TIMEOUT_S);
     evhttp_set_max_headers_size(http, 8192);
-    evhttp_set_max_body_size(http, 0);
+    evhttp_set_max_body_size(http, METRICS_MAX_BODY);
     evhttp_set_gencb(http, metrics_on_request, m);
     m->srv = srv;
     m->http = http;
+    m->console = con;
     snprintf(m->name, sizeof m->name, "metrics %s", net_addr_format(addr, a, sizeof a));
     struct evconnlistener *l = evhttp_bound_socket_get_listener(bound);
     /* A connection accepted when the famine ends is closed: evhttp takes
@@ -430,6 +443,7 @@ void metrics_stop(struct server *srv)
     if (!m)
         return;
     accept_guard_free(&m->guard);
+    console_free(m->console); /* answers what waits, while its connections exist */
     evhttp_free(m->http);
     free(m);
     srv->metrics = NULL;

@@ -38,6 +38,7 @@ struct metrics;
 struct rate_sources;
 struct task;
 struct control;
+struct control_req;
 struct stream_handoff;
 
 /* Reported by --version, the ready line and tern_build_info. */
@@ -116,6 +117,10 @@ struct server {
     uint64_t drain_deadline_ms;
     struct event *drain_timer;
     struct control *control;   /* the control socket (control.h); NULL when off; owned */
+    /* control_cmd_run, for the web console's API (console_api.c): handed in by
+     * main.c, since the control requests reach reload.c, which restarts the
+     * HTTP listener, and a direct call back would close that circle. */
+    void (*control_run)(struct control_req *req);
     struct stats_realms stats_realms; /* the names behind the metrics' realm ids */
 };
 
