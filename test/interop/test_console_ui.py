@@ -13,6 +13,8 @@ credentials) while the browser:
   throughput; with a wrong password in the form every TURN URL fails with 401.
 Screenshots of both pages go to $B/artifacts/console.png and icetest.png.
 """
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -55,6 +57,12 @@ class ConsoleUI(unittest.TestCase):
                  'peers = { allow_loopback = true; };\n'
                  'http = { ip = "127.0.0.1"; port = %d; admin_token = "%s"; };\n'
                  % (lo, hi, cert, key, SECRET, cls.http_port, TOKEN))
+        # Chromium verifies a turns: server's certificate: trust this one by its key
+        pub = subprocess.run(["openssl", "x509", "-in", cert, "-pubkey", "-noout"], check=True,
+                             capture_output=True).stdout
+        der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub, check=True,
+                             capture_output=True).stdout
+        cls.spki = base64.b64encode(hashlib.sha256(der).digest()).decode()
         cls.srv = Ternd(conf(cls.port, extra, listen=listen)).__enter__()
         cls.base = "http://127.0.0.1:%d" % cls.http_port
         cls.procs = []
@@ -105,7 +113,8 @@ class ConsoleUI(unittest.TestCase):
         try:
             p = subprocess.run(["timeout", "-k", "5", "90", "node", os.path.join(CHROMIUM_DIR, "console.js"),
                                 self.base, TOKEN, ARTIFACTS, wrong],
-                               capture_output=True, text=True, timeout=100, cwd=CHROMIUM_DIR)
+                               capture_output=True, text=True, timeout=100, cwd=CHROMIUM_DIR,
+                               env=dict(os.environ, TERN_TRUST_SPKI=self.spki))
         except subprocess.TimeoutExpired as e:
             self.fail("console.js timed out: %s" % e)
         lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
