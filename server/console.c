@@ -23,6 +23,8 @@
 
 #include "server/console_int.h"
 #include "server/core/clock.h"
+#include "server/core/log.h"
+#include "server/core/net.h"
 #include "server/server.h"
 
 #define CONSOLE_CSP                                                                  \
@@ -118,6 +120,21 @@ static const struct sockaddr *peer(struct evhttp_request *req)
     return conn ? evhttp_connection_get_addr(conn) : NULL;
 }
 
+/* A wrong token (Bearer or form): counted against its source, and said
+ * once here, with the source and what it tried to reach. */
+static void wrong_token(struct console *c, struct evhttp_request *req, const char *what)
+{
+    const struct sockaddr *src = peer(req);
+    char a[NET_ADDRSTRLEN] = "?";
+    if (src)
+        net_addr_format(src, a, sizeof a);
+    if (console_rate_fail(&c->auth, src, clock_mono_ms()))
+        log_warn("console: wrong token from %s (%.200s); %d in %d s, refused for %d s", a, what,
+                 CONSOLE_RATE_FAILS, CONSOLE_RATE_WINDOW_MS / 1000, CONSOLE_RATE_WINDOW_MS / 1000);
+    else
+        log_info("console: wrong token from %s (%.200s)", a, what);
+}
+
 /* The page asked for went to the sign-in form first; where to after. */
 static void login_next(struct evhttp_request *req, const char *body, size_t len, char *out,
                        size_t cap)
@@ -147,7 +164,7 @@ static void login_post(struct console *c, struct evhttp_request *req)
     char token[LOGIN_MAX_TOKEN], next[600];
     int n = body ? console_form_value(body, len, "token", token, sizeof token) : -1;
     if (n < 0 || !console_auth_token_ok(&c->auth, admin, token, (size_t)n)) {
-        console_rate_fail(&c->auth, peer(req), clock_mono_ms());
+        wrong_token(c, req, "sign-in form");
         OPENSSL_cleanse(token, sizeof token);
         reply_page(req, 401, "Unauthorized", www_login_html, www_login_html_len,
                    "Wrong token.");
@@ -205,7 +222,7 @@ static int authenticate(struct console *c, struct evhttp_request *req, bool *coo
         const char *t = authz + 7;
         if (console_auth_token_ok(&c->auth, admin, t, strlen(t)))
             return 1;
-        console_rate_fail(&c->auth, peer(req), clock_mono_ms());
+        wrong_token(c, req, evhttp_request_get_uri(req));
         return -1;
     }
     *cookie = console_auth_cookie_ok(&c->auth, admin, header(req, "Cookie"));
@@ -262,6 +279,12 @@ void console_handle(struct console *c, struct evhttp_request *req)
     if (m == EVHTTP_REQ_POST && by_cookie &&
         !console_same_origin(header(req, "Origin"), header(req, "Sec-Fetch-Site"),
                              header(req, "Host"))) {
+        char a[NET_ADDRSTRLEN] = "?";
+        if (peer(req))
+            net_addr_format(peer(req), a, sizeof a);
+        log_warn("console: cross-site POST %.200s from %s refused (Origin %.200s, Sec-Fetch-Site "
+                 "%.40s)", path, a, header(req, "Origin") ? header(req, "Origin") : "-",
+                 header(req, "Sec-Fetch-Site") ? header(req, "Sec-Fetch-Site") : "-");
         console_reply_error(req, 403, "Forbidden",
                             "a POST with the console's cookie must come from the console's page");
         return;

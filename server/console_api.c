@@ -76,6 +76,8 @@ static void call_unlink(struct console_call *call)
     if (call->next)
         call->next->prev = call->prev;
     call->next = call->prev = NULL;
+    if (call->con)
+        call->con->n_calls--;
 }
 
 /* control_answer_fn: the control code's answer, as HTTP. */
@@ -112,6 +114,11 @@ void console_api_drop_calls(struct console *c)
 static void call_start(struct console *c, struct evhttp_request *req, int fail_code, int argc,
                        const char *const *argv)
 {
+    if (c->n_calls >= CONSOLE_MAX_CALLS) {
+        console_reply_error(req, 503, "Service Unavailable",
+                            "too many console requests at once; try again");
+        return;
+    }
     struct console_call *call = calloc(1, sizeof *call);
     if (!call) {
         console_reply_error(req, HTTP_INTERNAL, "Error", "out of memory");
@@ -139,6 +146,7 @@ static void call_start(struct console *c, struct evhttp_request *req, int fail_c
     if (c->calls)
         c->calls->prev = call;
     c->calls = call;
+    c->n_calls++;
     c->srv->control_run(&call->req);
 }
 
@@ -230,7 +238,7 @@ static void api_icetest(struct console *c, struct evhttp_request *req)
     }
     char host[256];
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
-    static char urls[ICETEST_MAX_URLS][NET_ADDRSTRLEN + 32]; /* main thread only */
+    char urls[ICETEST_MAX_URLS][NET_ADDRSTRLEN + 32];
     size_t n = icetest_urls(cf, console_host_name(h, host, sizeof host) == 0 ? host : NULL, urls);
     struct evbuffer *b = evbuffer_new();
     if (!b) {

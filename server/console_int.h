@@ -11,6 +11,10 @@
 #include "server/console.h"
 #include "server/console_auth.h"
 
+/* API requests waiting for the workers at once; beyond, 503 (each holds a
+ * 4 KB request and a task through every worker). */
+#define CONSOLE_MAX_CALLS 64
+
 struct console_call;
 struct evhttp_request;
 struct evbuffer;
@@ -24,6 +28,7 @@ struct console {
     struct server *srv;         /* borrowed */
     struct console_auth auth;
     struct console_call *calls; /* API requests the workers are at (console_api.c) */
+    unsigned n_calls;           /* at most CONSOLE_MAX_CALLS */
 };
 
 /* A JSON answer with the console's headers (no-store). body may be NULL. */

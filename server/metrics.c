@@ -17,6 +17,10 @@
  *
  * Adding a family (the Redis metrics, say): a metrics_write_* function
  * called from metrics_write_all, with its names documented in README.md.
+ *
+ * /metrics and /health stay open to whoever reaches the listener (a
+ * scraper or a load balancer has no token); every other path is the web
+ * console's (console.h), which the endpoint owns and frees before evhttp.
  */
 #include "server/metrics.h"
 

@@ -1,7 +1,9 @@
 /*
- * metrics.h - the Prometheus endpoint: GET /metrics on conf->metrics, in the
- * text exposition format 0.0.4, summed from every worker's counters
- * (stats.h) at scrape time. Runs on the main thread's event base, so a
+ * metrics.h - the HTTP listener (conf->metrics; `http = { ... }` in the
+ * file, `metrics = { ... }` before): the Prometheus endpoint, GET /metrics
+ * in the text exposition format 0.0.4, summed from every worker's counters
+ * (stats.h) at scrape time, and GET /health; every other path goes to the
+ * web console (console.h). Runs on the main thread's event base, so a
  * scrape never touches the packet path beyond relaxed loads.
  */
 #ifndef TERN_SERVER_METRICS_H

@@ -107,7 +107,7 @@ static void test_default_file_examples_load(void **state)
         bool example = strncmp(p, "# , {", 5) == 0 || strncmp(p, "# alternate =", 13) == 0 ||
                        strncmp(p, "# tls =", 7) == 0 || strncmp(p, "# external_ip =", 15) == 0 ||
                        strncmp(p, "# secrets =", 11) == 0 || strncmp(p, "# redis =", 9) == 0 ||
-                       strncmp(p, "# metrics =", 11) == 0 || strncmp(p, "# realms =", 10) == 0 ||
+                       strncmp(p, "# http =", 8) == 0 || strncmp(p, "# realms =", 10) == 0 ||
                        strncmp(p, "# oauth =", 9) == 0;
         strcat(text, example ? p + 2 : line);
     }
@@ -125,6 +125,7 @@ static void test_default_file_examples_load(void **state)
     assert_true(c.listen[5].proxy_protocol);
     assert_true(c.has_alternate);
     assert_true(c.has_metrics);
+    assert_string_equal(c.http_admin_token, "change-me-a-long-random-token");
     assert_int_equal(c.n_external_ip, 1);
     assert_int_equal(c.n_secrets, 1);
     assert_string_equal(c.redis, "redis://127.0.0.1:6379/0");
@@ -806,10 +807,47 @@ static void test_err_oauth(void **state)
                       "too long together");
 }
 
+/* http is the listener metrics named before: either group, not both; the
+ * console's token has a floor; the ICE test's secret becomes a REST secret
+ * of the default realm (once), so that ternd accepts what it mints. */
+static void test_http_group(void **state)
+{
+    (void)state;
+    struct conf c;
+    char err[CONF_ERR_LEN] = "";
+    if (conf_load_string(&c, "auth = { secrets = [ \"a\" ]; };\n"
+                             "http = { port = 9700; admin_token = \"0123456789abcdef\";\n"
+                             "  icetest_secret = \"ice\"; };\n",
+                         "t.conf", err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_true(c.has_metrics);
+    assert_addr(&c.metrics, "127.0.0.1", 9700);
+    assert_string_equal(c.http_admin_token, "0123456789abcdef");
+    assert_string_equal(c.http_icetest_secret, "ice");
+    assert_int_equal(c.n_secrets, 2);
+    assert_string_equal(c.secrets[1], "ice");
+    conf_free(&c);
+    if (conf_load_string(&c, "auth = { secrets = [ \"ice\" ]; };\nhttp = { icetest_secret = \"ice\"; };\n",
+                         "t.conf", err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c.n_secrets, 1);
+    assert_string_equal(c.http_admin_token, "");
+    conf_free(&c);
+    test_expect_error("metrics = { port = 9641; };\n\nhttp = { port = 9641; };\n", "t.conf:3: ",
+                      "'http' and 'metrics'");
+    test_expect_error("http = {\n  admin_token = \"0123456789abcde\"; };\n", "t.conf:2: ",
+                      "'http.admin_token' is 15 characters; at least 16");
+    test_expect_error("http = {\n  admin_token = \"\"; };\n", "t.conf:2: ", "http.admin_token");
+    test_expect_error("metrics = {\n  admin_token = \"0123456789abcdef0\"; };\n", "t.conf:2: ",
+                      "metrics.admin_token");
+    test_expect_error("http = {\n  bind = 1; };\n", "t.conf:2: ", "http.bind");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_file_loads),
+        cmocka_unit_test(test_http_group),
         cmocka_unit_test(test_default_file_examples_load),
         cmocka_unit_test(test_full_config),
         cmocka_unit_test(test_defaults),
