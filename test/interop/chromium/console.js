@@ -90,7 +90,9 @@ async function main() {
       const v = (id) => Number(document.getElementById(id).dataset.value);
       return { allocations: v('allocations'), requests: v('rate-requests'), toPeer: v('bps-to-peer'),
                toClient: v('bps-to-client'), rows: document.querySelectorAll('#sessions-table tbody tr').length,
-               redis: document.getElementById('redis').textContent, draining: document.getElementById('draining').textContent };
+               redis: document.getElementById('redis').textContent, draining: document.getElementById('draining').textContent,
+               bytes: Object.fromEntries([...document.querySelectorAll('#sessions-table tbody tr')]
+                 .map((tr) => [tr.dataset.id, tr.cells[10].textContent])) };
     });
     out.samples = [];
     for (let i = 0; i < 4; i++) { out.samples.push(await read()); await page.waitForTimeout(1000); }
