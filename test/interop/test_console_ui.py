@@ -11,6 +11,7 @@ credentials) while the browser:
 - loads /icetest: every URL of /api/icetest (stun:, turn: over UDP and TCP,
   turns:) passes and a DataChannel through the relay gives an RTT and a
   throughput; with a wrong password in the form every TURN URL fails with 401.
+A second ternd has no REST secret: /icetest says why it cannot run.
 Screenshots of both pages go to $B/artifacts/console.png and icetest.png.
 """
 import base64
@@ -106,24 +107,27 @@ class ConsoleUI(unittest.TestCase):
             time.sleep(0.2)
         self.fail("uclient made no allocation:\n" + self.srv.stderr()[-3000:])
 
-    def test_console_and_icetest_in_chromium(self):
-        self.uclient()
-        wrong = "not-the-password"
+    def browse(self, srv, *args):
+        """console.js's RESULT, and a text that says what happened for failures."""
         t0 = time.monotonic()
         try:
-            p = subprocess.run(["timeout", "-k", "5", "90", "node", os.path.join(CHROMIUM_DIR, "console.js"),
-                                self.base, TOKEN, ARTIFACTS, wrong],
-                               capture_output=True, text=True, timeout=100, cwd=CHROMIUM_DIR,
+            p = subprocess.run(["timeout", "-k", "5", "90", "node", os.path.join(CHROMIUM_DIR, "console.js")]
+                               + list(args), capture_output=True, text=True, timeout=100, cwd=CHROMIUM_DIR,
                                env=dict(os.environ, TERN_TRUST_SPKI=self.spki))
         except subprocess.TimeoutExpired as e:
             self.fail("console.js timed out: %s" % e)
         lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
         why = "rc=%d after %.1fs\n%s\n%s\n--- server:\n%s" % (
-            p.returncode, time.monotonic() - t0, p.stdout[-6000:], p.stderr[-2000:], self.srv.stderr()[-3000:])
+            p.returncode, time.monotonic() - t0, p.stdout[-6000:], p.stderr[-2000:], srv.stderr()[-3000:])
         self.assertTrue(lines, why)
         res = json.loads(lines[-1][len("RESULT "):])
         self.assertNotIn("error", res, why)
         self.assertEqual(p.returncode, 0, why)
+        return res, why
+
+    def test_console_and_icetest_in_chromium(self):
+        self.uclient()
+        res, why = self.browse(self.srv, self.base, TOKEN, ARTIFACTS, "not-the-password")
 
         # / without the cookie went to the sign-in form, and back after it
         self.assertTrue(res["loginUrl"].startswith(self.base + "/login?next="), why)
@@ -177,6 +181,16 @@ class ConsoleUI(unittest.TestCase):
 
         for name in ("console.png", "icetest.png"):
             self.assertGreater(os.path.getsize(os.path.join(ARTIFACTS, name)), 10000, why)
+
+    def test_icetest_without_a_secret_says_why(self):
+        port, hport = free_port(), free_port(kinds=(socket.SOCK_STREAM,))
+        extra = ('auth = { users = ( { user = "u"; password = "p"; } ); };\n'
+                 'http = { ip = "127.0.0.1"; port = %d; admin_token = "%s"; };\n' % (hport, TOKEN))
+        with Ternd(conf(port, extra)) as srv:
+            res, why = self.browse(srv, "--icetest-only", "http://127.0.0.1:%d" % hport, TOKEN)
+        self.assertIn("no secret", res["banner"] or "", why)
+        self.assertIn("no secret", res["icetest"]["error"], why)
+        self.assertEqual(res["rows"], 0, why)
 
 
 if __name__ == "__main__":

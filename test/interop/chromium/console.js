@@ -3,6 +3,7 @@
 // in Debian's real headless Chromium, as a person would use them.
 //
 //   node console.js BASE_URL ADMIN_TOKEN OUT_DIR [WRONG_PASSWORD]
+//   node console.js --icetest-only BASE_URL ADMIN_TOKEN
 //
 // 1. GET / without the cookie must land on /login; the token goes into the
 //    form's password field and the browser comes back to /.
@@ -15,6 +16,9 @@
 //    screenshot (OUT_DIR/icetest.png).
 // 5. With WRONG_PASSWORD in the password field, "Run" again: the result of
 //    that second run.
+//
+// --icetest-only: sign in, load /icetest, report its result and its error
+// banner (a ternd with no secret to mint credentials with answers 503).
 //
 // Prints one line "RESULT {json}" with what it saw (the Python test judges);
 // exits 0 when every step ran, 2 on a harness error (no browser, timeout...).
@@ -38,8 +42,9 @@ function result(obj, code) {
 }
 
 async function main() {
-  const [base, token, outDir, wrongPassword] = process.argv.slice(2);
-  if (!base || !token || !outDir) {
+  const only = process.argv[2] === '--icetest-only';
+  const [base, token, outDir, wrongPassword] = process.argv.slice(only ? 3 : 2);
+  if (!base || !token || (!outDir && !only)) {
     process.stderr.write('usage: console.js BASE_URL ADMIN_TOKEN OUT_DIR [WRONG_PASSWORD]\n');
     process.exit(2);
   }
@@ -50,7 +55,7 @@ async function main() {
   } catch (e) {
     result({ error: 'playwright-core not installed (npm ci in test/interop/chromium): ' + e.message }, 2);
   }
-  fs.mkdirSync(outDir, { recursive: true });
+  if (outDir) fs.mkdirSync(outDir, { recursive: true });
   profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-chromium-'));
   const out = { steps: [], logs: [] };
   let context;
@@ -82,6 +87,17 @@ async function main() {
     await Promise.all([page.waitForURL((u) => u.pathname === '/'), field.press('Enter')]);
     out.afterLogin = page.url();
     out.steps.push('logged in');
+
+    if (only) {
+      await page.goto(base + '/icetest');
+      await page.waitForSelector('#done', { state: 'attached', timeout: 45000 });
+      out.icetest = await page.evaluate(() => window.icetestResult);
+      out.banner = await page.evaluate(() => { const e = document.getElementById('error'); return e.hidden ? null : e.textContent; });
+      out.rows = await page.locator('#urls-table tbody tr').count();
+      await context.close();
+      context = null;
+      result(out, 0);
+    }
 
     // 2. live numbers while traffic flows
     await page.waitForFunction(() => Number(document.getElementById('allocations').dataset.value) > 0 &&
