@@ -149,6 +149,8 @@ class ConsoleUI(unittest.TestCase):
         self.assertRegex(killed, r"^\d{18}$", why)
         self.assertIn(killed, res["dialog"], why)
         self.assertIn("killed 1", res["killMessage"], why)
+        self.assertEqual(res["killedRowAfterRefresh"], 0, why)
+        self.assertGreaterEqual(res["rowsAfterKill"], 1, why)  # the other sessions are still listed
         self.assertNotIn(killed, [s["id"] for s in self.api("/api/sessions")["sessions"]], why)
         self.assertEqual(res["rowsFiltered"], 0, why)
 

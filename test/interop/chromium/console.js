@@ -122,6 +122,10 @@ async function main() {
     await page.waitForFunction((id) => !document.querySelector('#sessions-table tbody tr[data-id="' + id + '"]') &&
       document.querySelector('#sessions-table tbody') !== null, out.killed, { timeout: 10000 });
     out.killMessage = await page.textContent('#message');
+    // and stays gone once the page has fetched the list again
+    await page.waitForTimeout(2000);
+    out.killedRowAfterRefresh = await page.locator('#sessions-table tbody tr[data-id="' + out.killed + '"]').count();
+    out.rowsAfterKill = await page.locator('#sessions-table tbody tr').count();
     // the filter box: a string no row has leaves the table empty
     await page.fill('#filter', 'no-such-session-zzz');
     out.rowsFiltered = await page.locator('#sessions-table tbody tr').count();
