@@ -76,7 +76,10 @@ static void reply_page(struct evhttp_request *req, int code, const char *reason,
     evhttp_add_header(h, "Content-Security-Policy", CONSOLE_CSP);
     evhttp_add_header(h, "X-Frame-Options", "DENY");
     evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-    evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+    /* same-origin, not no-referrer: under no-referrer a browser sends
+     * "Origin: null" with the sign-in form's POST, which login_post refuses
+     * as cross-site; same-origin still sends nothing to other sites */
+    evhttp_add_header(h, "Referrer-Policy", "same-origin");
     evhttp_add_header(h, "Cache-Control", "no-store");
     struct evbuffer *b = evbuffer_new();
     if (!b) {
