@@ -19,6 +19,7 @@ import time
 import unittest
 
 from ternd import TERND, Ternd, attr, free_port
+from test_realms import metrics_conf, scrape
 from test_turn import error, turn_conf, udp_peer
 from turnclient import REFRESH, Turn, build, A_LIFETIME
 
@@ -186,6 +187,36 @@ class Mobility(unittest.TestCase):
         self.assertEqual(t.refresh(0)["cls"], 2)
         _, r2 = self.moved(t, tk)
         self.assertEqual(error(r2), 405)
+
+
+class MobilityGauges(unittest.TestCase):
+    """An allocation that moves between workers leaves one worker's gauge for
+    the other's: the process always counts it once."""
+
+    def test_gauge_follows_the_allocation(self):
+        port = free_port()
+        mconf, mport = metrics_conf()
+        with Ternd(mobility_conf(port, extra=mconf)) as srv:
+            t = Turn("127.0.0.1", port)
+            r = t.allocate(extra=[attr(A_MOBILITY, b"")])
+            self.assertEqual(r["cls"], 2)
+            tk, workers = ticket(r), set()
+            for _ in range(12):
+                t2 = Turn("127.0.0.1", port)
+                t2.nonce = t.nonce
+                r = t2.request(REFRESH, [attr(A_LIFETIME, struct.pack("!I", 600)), attr(A_MOBILITY, tk)])
+                self.assertEqual(r["cls"], 2)
+                t.close()
+                t, tk = t2, ticket(r)
+                live = {dict(labels)["worker"]: v for (name, labels), v in scrape(mport).items()
+                        if name == "tern_allocations" and v}
+                self.assertEqual(sum(live.values()), 1, live)
+                workers.update(live)
+            self.assertEqual(workers, {"0", "1"}, "the allocation never changed worker")
+            self.assertEqual(t.refresh(0)["cls"], 2)
+            t.close()
+            self.assertEqual(sum(v for (name, _), v in scrape(mport).items() if name == "tern_allocations"), 0)
+            self.assertEqual(srv.stop(), 0)
 
 
 class MobilityOff(unittest.TestCase):
