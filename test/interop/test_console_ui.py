@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from ternd import BUILD, ROOT, Ternd, conf, free_port, temp_dir, tls_files  # noqa: E402
-from test_turn_clients import relay_range  # noqa: E402
+from test_turn_clients import relay_range, stop_process  # noqa: E402
 
 CHROMIUM_DIR = os.path.join(HERE, "chromium")
 CHROMIUM = "/usr/bin/chromium"
@@ -73,13 +73,7 @@ class ConsoleUI(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         for p in cls.procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p)
         cls.srv.stop()
 
     def setUp(self):

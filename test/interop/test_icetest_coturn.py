@@ -19,7 +19,7 @@ import shutil
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from ternd import ROOT, BUILD, free_port  # noqa: E402
-from test_turn_clients import relay_range, wait_tcp  # noqa: E402
+from test_turn_clients import relay_range, stop_process, wait_tcp  # noqa: E402
 
 TERNCTL = os.path.join(ROOT, BUILD, "ternctl")
 REALM, USER, PASSWORD, SECRET = "test.example", "alice", "secret", "shared"
@@ -48,13 +48,7 @@ class Coturn:
             return f.read()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def icetest(*args):

@@ -136,13 +136,7 @@ class TurnServer:
             self.ternd.stop()
             self.ternd = None
         for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p)
         self.procs = []
         shutil.rmtree(self.dir, ignore_errors=True)
 
