@@ -286,13 +286,15 @@ static void alloc_set_client(struct alloc *a, const struct client_ops *ops, void
                              void *owner, const struct sockaddr *client,
                              const struct sockaddr *local)
 {
+    /* client and local may be the allocation's own: copied out first */
+    struct sockaddr_in6 c = { 0 }, l = { 0 };
+    memcpy(&c, client, net_addr_len(client));
+    memcpy(&l, local, net_addr_len(local));
     a->ops = ops;
     a->conn = conn;
     a->owner = owner;
-    memset(&a->client, 0, sizeof a->client);
-    memcpy(&a->client, client, net_addr_len(client));
-    memset(&a->local, 0, sizeof a->local);
-    memcpy(&a->local, local, net_addr_len(local));
+    a->client = c;
+    a->local = l;
 }
 
 void alloc_table_rekey(struct alloc *a, const struct client_ops *ops, void *conn, void *owner,
@@ -315,6 +317,7 @@ void alloc_table_detach(struct alloc *a, uint32_t *clock_at)
         a->relay[i].ev = NULL;
     }
     a->t = NULL;
+    a->owner = NULL; /* a session of this worker: the new one sets its own */
     a->hnext = a->wnext = a->wprev = NULL;
 }
 

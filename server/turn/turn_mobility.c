@@ -31,13 +31,13 @@ static int may_move(struct alloc *a, uint32_t gen, const char *realm, size_t rea
     return turn_owner_ok(a, &r, au) ? 0 : 441;
 }
 
-static void log_move(const struct alloc *a, uint32_t old_id, const struct sockaddr *to, int from_w,
-                     int to_w)
+/* By the id of the session log (turn_log_session), which a move keeps. */
+static void log_move(const struct alloc *a, const struct sockaddr *to, int from_w, int to_w)
 {
     char cs[NET_ADDRSTRLEN];
-    log_info("allocation %u (%.*s): moved to %s (RFC 8016), worker %d -> %d, now allocation %u",
-             old_id, (int)a->user_len, a->user, net_addr_format(to, cs, sizeof cs), from_w, to_w,
-             a->id);
+    log_info("allocation %018llu (%.*s): moved to %s (RFC 8016), worker %d -> %d",
+             (unsigned long long)a->sid, (int)a->user_len, a->user,
+             net_addr_format(to, cs, sizeof cs), from_w, to_w);
 }
 
 /* The answer of a Refresh parked while another worker was asked. */
@@ -118,7 +118,7 @@ enum turn_verdict turn_mobility_refresh(struct turn_session *s, const struct stu
         return *len ? TURN_ANSWER : TURN_DROP;
     }
     alloc_table_rekey(a, s->ops, s->conn, s, client, s->local);
-    log_move(a, a->id, client, t->env.worker_id, t->env.worker_id);
+    log_move(a, client, t->env.worker_id, t->env.worker_id);
     *len = turn_do_refresh(s, a, m, au, out, cap);
     return *len ? TURN_ANSWER : TURN_DROP;
 }
@@ -160,13 +160,19 @@ static void on_answer(struct turn *t, struct turn_move *mv)
     const struct sockaddr *client = NULL;
     bool give = mv->kind == TURN_MOVE_GIVE;
     struct turn_session *s = park_move_answer(t->park, mv->park_id, give ? 0 : mv->code, &client);
-    if (give && s) {
-        struct alloc *a = mv->alloc;
-        uint32_t old_id = a->id;
-        mv->alloc = NULL;
+    struct alloc *a = give ? mv->alloc : NULL;
+    mv->alloc = NULL;
+    if (a && s) {
         if (alloc_table_adopt(t->env.relay, a, mv->clock_at, s->ops, s->conn, s, client,
                               s->local) == 0)
-            log_move(a, old_id, client, mv->from, t->env.worker_id);
+            log_move(a, client, mv->from, t->env.worker_id);
+    } else if (a) {
+        /* Its Refresh stopped waiting (timeout, or its session ended): it
+         * ends here, with the session log and statistics of any other end. */
+        if (alloc_table_adopt(t->env.relay, a, mv->clock_at, a->ops, NULL, NULL,
+                              (const struct sockaddr *)&a->client,
+                              (const struct sockaddr *)&a->local) == 0)
+            alloc_destroy(a, "its moving Refresh stopped waiting");
     }
     turn_move_free(mv, t->env.quota);
 }
@@ -182,9 +188,9 @@ void turn_on_move(struct turn *t, struct turn_move *mv)
 void turn_move_free(struct turn_move *mv, struct quota *q)
 {
     if (mv->alloc) {
-        /* its Refresh stopped waiting, or the worker stopped */
-        log_info("allocation %u (%.*s): ended while moving between workers", mv->alloc->id,
-                 (int)mv->alloc->user_len, mv->alloc->user);
+        /* the worker stopped before it could take it */
+        log_info("allocation %018llu (%.*s): ended while moving between workers",
+                 (unsigned long long)mv->alloc->sid, (int)mv->alloc->user_len, mv->alloc->user);
         alloc_detached_free(mv->alloc, q);
     }
     OPENSSL_cleanse(mv, sizeof *mv);

@@ -10,13 +10,18 @@ and delete allocations, permissions and channels all the time.
   refreshed with their permissions and channels, abandoned, deleted, shortened
   until they expire, permissions left to expire; the relayed data is checked
   both ways;
-- Chromium relay-only DataChannels (node + playwright-core) at intervals.
+- Chromium relay-only DataChannels (node + playwright-core) at intervals;
+- `ternctl icetest` (1 thread): two allocations relaying to each other over UDP
+  and TCP client legs, static and REST credentials, loss and RTT checked;
+- the web console's JSON API (1 thread): /api/status and /api/sessions with
+  the admin token, as a console page polls them.
 """
 import json
 import os
 import re
 import socket
 import time
+import urllib.request
 
 from actors import run_loop, run_schedule
 from redisctl import (PLAIN_PASSWORD, PLAIN_USER, REDIS_PASSWORD, REDIS_SECRET, REDIS_USERS)
@@ -50,6 +55,9 @@ def uclient_variants(ctx):
         # name, flags, port, needs Redis
         ("udp", ["-u", "alice", "-w", STATIC["alice"]], a, False),
         ("udp-indications", ["-s", "-u", "alice", "-w", STATIC["alice"]], a, False),
+        # RFC 8016: each allocation moves to a new source port (often another worker)
+        ("udp-mobility", ["-M", "-u", "alice", "-w", STATIC["alice"]], a, False),
+        ("udp-mobility-indications", ["-M", "-s", "-u", "alice", "-w", STATIC["alice"]], a, False),
         ("tcp", ["-t", "-u", "alice", "-w", STATIC["alice"]], a, False),
         ("tcp-indications", ["-t", "-s", "-u", "alice", "-w", STATIC["alice"]], a, False),
         ("tls", ["-S", "-t", "-u", "alice", "-w", STATIC["alice"]], b, False),
@@ -131,6 +139,49 @@ def ternc_thread(ctx):
                 t0, needs, out[-200:].replace("\n", " "))
 
     run_loop(ctx, "ternc", step, lambda: ctx.rng.uniform(0.3, 1.0))
+
+
+# --- ternctl icetest and the console's API -------------------------------------------
+
+CONSOLE_TOKEN = "soak-console-token-0123456789"
+
+
+def icetest_thread(ctx):
+    def step():
+        transport = ctx.rng.choice(("udp", "tcp"))
+        cred = ["--user", "bob", "--password", STATIC["bob"]] if ctx.rng.random() < 0.5 \
+            else ["--secret", STATIC_SECRET]
+        url = "turn:%s:%d?transport=%s" % (ctx.host, ctx.port, transport)
+        t0 = time.time()
+        rc, out, _ = ctx.procs.run([ctx.ternctl, "icetest", url, "--duration", "2", "--json"] + cred,
+                                   timeout=20)
+        if ctx.stop.is_set():
+            return
+        outcome(ctx, "icetest.%s" % transport, rc == 0, t0, False, out[-300:].replace("\n", " "))
+
+    run_loop(ctx, "icetest", step, lambda: ctx.rng.uniform(2.0, 6.0))
+
+
+def console_thread(ctx):
+    def get(path):
+        req = urllib.request.Request("http://%s:%d%s" % (ctx.host, ctx.metrics_port, path),
+                                     headers={"Authorization": "Bearer " + CONSOLE_TOKEN})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read().decode())
+
+    def step():
+        t0 = time.time()
+        try:
+            st, status = get("/api/status")
+            ss, sessions = get("/api/sessions")
+            ok, detail = st == ss == 200 and isinstance(status, dict) and isinstance(sessions, (dict, list)), ""
+        except (OSError, ValueError) as e:
+            ok, detail = False, repr(e)
+        if ctx.stop.is_set():
+            return
+        outcome(ctx, "console.api", ok, t0, False, detail)
+
+    run_loop(ctx, "console", step, lambda: ctx.rng.uniform(0.5, 2.0))
 
 
 # --- Python TURN sessions ---------------------------------------------------------

@@ -11,6 +11,8 @@ LINE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z (error
 # One line per allocation at each end (text format): session_start and
 # session_end with key=value fields, values with spaces as JSON strings.
 SESSION = re.compile(r"^session_(start|end) (.*)$")
+# RFC 8016: an allocation keeps its id and takes the client address it moved to
+MOVED = re.compile(r"^allocation (\d+) \(.*\): moved to (\S+) \(RFC 8016\)")
 FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
 
 
@@ -48,6 +50,7 @@ class LogReport:
         self.live_user = collections.Counter()
         self.peak_user = collections.Counter()
         self.unmatched_deletes = []
+        self.moves = 0
         self.sighup_ok = 0
         self.shutdown_deletes = 0   # allocations still there when ternd was told to stop
         self.stopping = False
@@ -87,6 +90,14 @@ def analyse(text, windows, now=None):
                 rep.expected[why] += 1
             else:
                 rep.unexpected.append(raw)
+            continue
+        moved = MOVED.match(msg)
+        if moved:
+            old = [k for k, v in rep.live.items() if k[0] == moved.group(1) and v > 0]
+            if old:
+                rep.live[old[0]] -= 1
+                rep.live[(moved.group(1), moved.group(2))] += 1
+                rep.moves += 1
             continue
         if msg.startswith("signal ") and msg.endswith(": stopping"):
             rep.stopping = True

@@ -182,12 +182,13 @@ auth = { users = ( %(users)s ); secrets = [ "%(secret)s" ]; redis = "%(redis)s";
 peers = { allow_loopback = true; };
 limits = { time_scale = %(scale)d; user_quota = %(quota)d; idle_timeout = %(idle)d;
            handshake_timeout = %(hs)d; max_lifetime = %(maxlife)d; };
-metrics = { ip = "127.0.0.1"; port = %(mport)d; };
+mobility = true;
+http = { ip = "127.0.0.1"; port = %(mport)d; admin_token = "%(token)s"; };
 log = { level = "info"; file = "%(log)s"; };
 """ % dict(realm=ctx.realm, workers=WORKERS, listen=listen, cert=ctx.cert, key=ctx.key, lo=ctx.relay_lo,
            hi=ctx.relay_hi, users=users, secret=loads.STATIC_SECRET, redis=ctx.redis.url(), scale=TIME_SCALE,
            quota=USER_QUOTA, idle=IDLE_TIMEOUT, hs=HANDSHAKE_TIMEOUT, maxlife=MAX_LIFETIME,
-           mport=ctx.metrics_port, log=ctx.log_path)
+           mport=ctx.metrics_port, token=loads.CONSOLE_TOKEN, log=ctx.log_path)
 
 
 class Monitor:
@@ -400,7 +401,8 @@ def main():
             os.unlink(os.path.join(out_dir, f))
         except FileNotFoundError:
             pass
-    missing = [p for p in (os.path.join(bdir, "ternd"), os.path.join(bdir, "ternc")) if not os.access(p, os.X_OK)]
+    missing = [p for p in (os.path.join(bdir, "ternd"), os.path.join(bdir, "ternc"), os.path.join(bdir, "ternctl"))
+               if not os.access(p, os.X_OK)]
     missing += [t for t in ("turnutils_uclient", "turnutils_peer", "turnadmin", "redis-server", "openssl", "node")
                 if not shutil.which(t)]
     if missing:
@@ -411,6 +413,7 @@ def main():
     ctx = SoakCtx(seconds, build, out_dir, work)
     ctx.root = ROOT
     ctx.ternc = os.path.join(bdir, "ternc")
+    ctx.ternctl = os.path.join(bdir, "ternctl")
     ctx.time_scale, ctx.idle_timeout, ctx.handshake_timeout = TIME_SCALE, IDLE_TIMEOUT, HANDSHAKE_TIMEOUT
     ctx.log_path = os.path.join(work, "ternd.log")
     failures = []
@@ -488,6 +491,8 @@ def main():
         threads += [start(ctx, "ternc-%d" % i, loads.ternc_thread, ctx) for i in range(2)]
         threads += [start(ctx, "session-%d" % i, loads.session_thread, ctx) for i in range(4)]
         threads.append(start(ctx, "chromium", loads.chromium_thread, ctx))
+        threads.append(start(ctx, "icetest", loads.icetest_thread, ctx))
+        threads.append(start(ctx, "console", loads.console_thread, ctx))
         threads.append(start(ctx, "vanish", faults.vanish_thread, ctx))
         threads.append(start(ctx, "parked", faults.parked_thread, ctx))
         threads.append(start(ctx, "garbage", faults.garbage_thread, ctx))
@@ -682,7 +687,9 @@ def main():
         if not mon.died and samples and samples[-1]["phase"] == "end":
             need = {"uclient": c["uclient.ok"], "ternc": sum(v for k, v in c.items() if k.startswith("ternc.") and k.endswith(".ok")),
                     "TURN sessions": c["session.allocate.ok"], "vanishing clients": c["vanish.total"],
-                    "garbage": c["garbage.total"]}
+                    "garbage": c["garbage.total"],
+                    "ternctl icetest": c["icetest.udp.ok"] + c["icetest.tcp.ok"], "console API": c["console.api.ok"],
+                    "uclient -M": c["uclient.udp-mobility.ok"] + c["uclient.udp-mobility-indications.ok"]}
             if loads.chromium_times(seconds)[0] < seconds - 30:
                 need["Chromium"] = c["chromium.ok"]
             idle = [k for k, v in need.items() if v == 0]
