@@ -12,6 +12,7 @@ from ternd import Ternd, free_port, request, udp_exchange, parse, addr, attr
 from turnclient import Turn, rest_credentials, A_ERROR, A_LIFETIME, REFRESH, build
 from test_turn import turn_conf, error, udp_peer
 from redisfix import RedisServer, Subscriber
+from test_realms import metrics_conf, redis_up_everywhere
 
 REALM = "test.example"
 
@@ -39,7 +40,10 @@ class RedisCredentials(unittest.TestCase):
         turnadmin(cls.redis, "-s", "redissecret", "-r", REALM)
         cls.redis.cmd("SET", "turn/realm/%s/user/dave/password" % REALM, "davepw")
         cls.port = free_port()
-        cls.srv = Ternd(redis_conf(cls.port, cls.redis)).__enter__()
+        mconf, mport = metrics_conf()
+        cls.srv = Ternd(redis_conf(cls.port, cls.redis, extra=mconf)).__enter__()
+        # each worker has its own connection; until it is up, Redis users get 500
+        assert redis_up_everywhere(mport)
 
     @classmethod
     def tearDownClass(cls):
@@ -94,7 +98,10 @@ class RedisOutage(unittest.TestCase):
         self.addCleanup(redis.cleanup)
         turnadmin(redis, "-a", "-u", "carol", "-r", REALM, "-p", "carolpw")
         port = free_port()
-        with Ternd(redis_conf(port, redis)) as srv:
+        mconf, mport = metrics_conf()
+        with Ternd(redis_conf(port, redis, extra=mconf)) as srv:
+            # every worker's connection up ("redis: connected" is logged once)
+            self.assertTrue(redis_up_everywhere(mport))
             t = Turn("127.0.0.1", port, user="carol", password="carolpw")
             self.addCleanup(t.close)
             self.assertEqual(t.allocate()["cls"], 2)
@@ -114,10 +121,7 @@ class RedisOutage(unittest.TestCase):
             self.addCleanup(t2.close)
             self.assertEqual(error(t2.allocate()), 500)  # unknown without Redis: try again
             redis.start()
-            for _ in range(60):
-                if "redis: connected" in srv.stderr().split("unreachable", 1)[-1]:
-                    break
-                time.sleep(0.1)
+            self.assertTrue(redis_up_everywhere(mport))
             t3 = Turn("127.0.0.1", port, user="carol", password="carolpw")
             self.addCleanup(t3.close)
             self.assertEqual(t3.allocate()["cls"], 2)
