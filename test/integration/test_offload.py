@@ -451,8 +451,12 @@ class OffloadBed(unittest.TestCase):
         before = counters(a)
         n, b = s.exchange(SIZES[::10])
         self.assert_offloaded(a, before, n, b, n, b)
-        links_a = tern_links(a.proc.pid)
+        held_a = bpf_held(a.proc.pid)
+        self.assertTrue(held_a["link"] or held_a["prog"], "ternd holds no BPF link or program")
         a.kill9()
+        self.assertEqual(bpf_live(held_a), {}, "the killed ternd's links/programs still exist")
+        for dev in ("s0", "s1"):
+            self.assertNotIn("tern_relay", tc_state(self.bed, dev), "a tc filter outlived its ternd")
         # a stale program with the dead ternd's entries would still relay this
         self.assertIsNone(s.to_peer(b"to a dead ternd"), "a killed ternd's entry still relays")
         b_srv = self.tc_ternd()
@@ -463,10 +467,9 @@ class OffloadBed(unittest.TestCase):
         self.assert_offloaded(b_srv, before, n, b, n, b, "after SIGKILL of the previous ternd")
         for dev in ("s0", "s1"):
             self.assertLessEqual(tc_state(self.bed, dev).count("tern_relay"), 1, tc_state(self.bed, dev))
-        self.assertEqual(tern_links(a.proc.pid), [], "links of the killed ternd remain (had %r)" % links_a)
-        pid_b = b_srv.proc.pid
+        held_b = bpf_held(b_srv.proc.pid)
         self.assertEqual(b_srv.stop(), 0)
-        self.assertEqual(tern_links(pid_b), [])
+        self.assertEqual(bpf_live(held_b), {}, "links/programs left after ternd exited")
         for dev in ("s0", "s1"):
             self.assertNotIn("tern_relay", tc_state(self.bed, dev), "left attached after exit")
         self.assertIsNone(s2.to_peer(b"after exit"), "relayed after ternd exited")
@@ -511,17 +514,39 @@ def tc_state(bed, dev):
     return bed.exec(bed.s, ["tc", "filter", "show", "dev", dev, "ingress"]).stdout.strip()
 
 
-def tern_links(pid):
-    """bpftool link ids held by process pid (tcx links die with their owner)."""
-    p = subprocess.run(["bpftool", "link", "show"], capture_output=True, text=True, timeout=20)
-    out, cur = [], None
-    for line in p.stdout.splitlines():
-        m = re.match(r"^(\d+):", line)
+def bpf_held(pid):
+    """The BPF link and program ids process pid holds open (from its fdinfo)."""
+    held = {"link": set(), "prog": set()}
+    d = "/proc/%d/fdinfo" % pid
+    for fd in os.listdir(d):
+        try:
+            with open(os.path.join(d, fd)) as f:
+                text = f.read()
+        except OSError:
+            continue
+        m = re.search(r"^link_id:\s*(\d+)", text, re.M)
         if m:
-            cur = m.group(1)
-        if re.search(r"\bpids\b.*\(%d\)" % pid, line) or re.search(r"ternd\(%d\)" % pid, line):
-            out.append(cur)
-    return out
+            held["link"].add(int(m.group(1)))
+        m = re.search(r"^prog_id:\s*(\d+)", text, re.M)
+        if m:
+            held["prog"].add(int(m.group(1)))
+    return held
+
+
+def bpf_live(held, timeout=3.0):
+    """Which of held's link and program ids still exist on the machine, after
+    waiting up to timeout for them to go (freeing is deferred)."""
+    end = time.monotonic() + timeout
+    while True:
+        left = {}
+        for kind in ("link", "prog"):
+            p = subprocess.run(["bpftool", "-j", kind, "show"], capture_output=True, text=True, timeout=20)
+            ids = {int(x) for x in re.findall(r'"id":\s*(\d+)', p.stdout)}
+            if held[kind] & ids:
+                left[kind] = sorted(held[kind] & ids)
+        if not left or time.monotonic() > end:
+            return left
+        time.sleep(0.2)
 
 
 class OffloadLoopback(unittest.TestCase):
@@ -548,6 +573,7 @@ class OffloadLoopback(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         line = text.splitlines().index('  offload = "sometimes";') + 1
         self.assertRegex(srv.stderr(), r"ternd\.conf:%d: .*offload" % line)
+        self.assertNotIn("unknown key", srv.stderr())
 
 
 if __name__ == "__main__":
