@@ -59,6 +59,14 @@ def bed_conf(offload="tc", port=PORT, mport=MPORT, relay_ports=(49152, 50151), s
             % (REALM, ", ".join(listen), relay, mport, scale, extra))
 
 
+def offload_metrics(srv):
+    """The tern_offload lines of /metrics, for failure messages."""
+    try:
+        return "\n".join(l for l in srv.metrics_text().splitlines() if l.startswith("tern_offload"))
+    except OSError as e:
+        return "(no metrics: %s)" % e
+
+
 def offload_line(srv):
     lines = srv.lines("offload:")
     return lines[0] if lines else ""
@@ -183,8 +191,7 @@ class OffloadBed(unittest.TestCase):
     def tc_ternd(self, **kw):
         """A ternd with offload = "tc" that says it attached to s0 and s1."""
         self.need_bpf()
-        srv = self.ternd(bed_conf("tc", **{k: v for k, v in kw.items() if k != "mport"}),
-                         mport=kw.get("mport", MPORT))
+        srv = self.ternd(bed_conf("tc", **kw), mport=kw.get("mport", MPORT))
         line = offload_line(srv)
         self.assertIn("s0", line, "offload line: %r\n%s" % (line, srv.stderr()[-2000:]))
         self.assertIn("s1", line, line)
@@ -212,7 +219,8 @@ class OffloadBed(unittest.TestCase):
                 break
             time.sleep(0.1)
         diff = {k: (got[k], v) for k, v in want.items() if got[k] != v}
-        self.assertEqual(diff, {}, "counters (got, want) %s\n%s" % (why, srv.stderr()[-1500:]))
+        self.assertEqual(diff, {}, "counters (got, want) %s\n%s\n%s" % (why, offload_metrics(srv),
+                                                                         srv.stderr()[-1500:]))
         return got
 
     def assert_counters_stay(self, srv, snap, keys=("off_to_peer", "off_to_client"), wait=1.3):
