@@ -209,8 +209,16 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
             return OFFLOAD_R_FRAG;
         case IPPROTO_HOPOPTS:
         case IPPROTO_ROUTING:
-        case IPPROTO_DSTOPTS:
-            return OFFLOAD_R_OTHER; /* may hide UDP; not worth walking */
+        case IPPROTO_DSTOPTS: {
+            /* Not walked. Peek one level so that MLD (ICMPv6 behind a
+             * hop-by-hop header) is not counted as a UDP packet refused. */
+            __u8 next;
+
+            if (bpf_skb_load_bytes(skb, ETH_HLEN + IP6_HLEN, &next, 1) < 0 ||
+                next == IPPROTO_ICMPV6)
+                return NOT_UDP;
+            return OFFLOAD_R_OTHER;
+        }
         default:
             return NOT_UDP;
         }
@@ -273,7 +281,9 @@ static __always_inline int move_payload(struct __sk_buff *skb, __u64 from, __u64
  * Route the rewritten packet as if the server had sent it. OUTPUT lookup: the
  * ifindex is the output interface (flowi oif) and constrains the route, so it
  * must be the one holding the new source address (v->oif), not the ingress
- * one; it also needs no ip_forward. tot_len is the new packet's length, so
+ * one. The kernel still answers FWD_DISABLED unless forwarding is enabled on
+ * that interface (net.ipv4.conf.IF.forwarding, net.ipv6.conf.IF.forwarding),
+ * OUTPUT or not: the loader's business. tot_len is the new packet's length, so
  * FRAG_NEEDED says the relayed packet would not fit the egress MTU.
  */
 static __always_inline int route(struct __sk_buff *skb, struct bpf_fib_lookup *fib,
