@@ -46,7 +46,8 @@
 #define IP_DF 0x4000
 #define IP_MF_OFFSET 0x3fff
 #define NEW_TTL 64 /* what the server's own sockets would use */
-#define CHAN_MIN_HI 0x40 /* RFC 8656 12.4: channels 0x4000-0x4FFF */
+#define CHAN_MIN_HI 0x40 /* channels 0x4000-0x7FFE: RFC 8656's 0x4000-0x4FFF and, as */
+#define CHAN_MASK 0xc0   /* ternd accepts for RFC 5766 clients (coturn's), up to 0x7FFE */
 
 /* The payload move (CHECKSUM_PARTIAL packets, see looks_partial) copies in
  * chunks through the stack: 12 x 128 bytes covers a 1500-byte MTU in both
@@ -439,8 +440,19 @@ static __always_inline int relay(struct __sk_buff *skb, const struct pkt *p,
     int rc = route(skb, &fib, p, &n, v->oif, nulen + (p->v6 ? IP6_HLEN : IP4_HLEN));
     if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
         return count(OFFLOAD_R_MTU, PASS);
-    if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+    if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED) {
+        /* Forwarding is off on oif: the normal state of a server, which
+         * sends from its own address and forwards nothing. The kernel's
+         * output route and neighbour code (bpf_redirect_neigh without a
+         * nexthop) send from oif as the socket would; the MTU is checked
+         * here since that path does not. */
+        __u32 mtu = 0;
+
+        if (bpf_check_mtu(skb, v->oif, &mtu, to_peer ? -CD_HLEN : CD_HLEN, 0) != BPF_MTU_CHK_RET_SUCCESS)
+            return count(OFFLOAD_R_MTU, PASS);
+    } else if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
         return count(OFFLOAD_R_FIB, PASS);
+    }
 
     /* From here on the packet changes: a failure drops it. */
     if (udp_csum(skb, p, &n, to_peer) < 0 ||
@@ -477,6 +489,8 @@ static __always_inline int relay(struct __sk_buff *skb, const struct pkt *p,
         }
     }
     count(to_peer ? OFFLOAD_R_TO_PEER : OFFLOAD_R_TO_CLIENT, 0);
+    if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
+        return bpf_redirect_neigh(v->oif, NULL, 0, 0);
     return xmit(skb, &fib, rc);
 }
 
@@ -493,7 +507,7 @@ int tern_relay(struct __sk_buff *skb)
 
     /* Client -> peer: ChannelData on a bound channel of this client. A miss
      * falls through: a peer's datagram may start with 0x4X as well. */
-    if (p.has_cd && (p.h.cd[0] & 0xf0) == CHAN_MIN_HI) {
+    if (p.has_cd && (p.h.cd[0] & CHAN_MASK) == CHAN_MIN_HI) {
         struct offload_chan_key k;
 
         __builtin_memset(&k, 0, sizeof(k));
