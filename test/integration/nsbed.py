@@ -85,13 +85,26 @@ class Bed:
         run(["ip", "-n", self.p, "route", "add", "default", "via", SERVER4_P])
         run(["ip", "-n", self.p, "-6", "route", "add", "default", "via", SERVER6_P])
         self.set_tx(tx_offload)
-        # the first IPv6 packets on fresh veths wait ~1 s (neighbour discovery just
-        # after the link came up): get that over with here, in parallel
-        pings = [subprocess.Popen(["ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "5", a],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for ns, a in ((self.c, SERVER4_C), (self.c, SERVER6_C), (self.p, SERVER4_P), (self.p, SERVER6_P))]
-        for p in pings:
-            p.wait(10)
+        self.prime()
+
+    def prime(self):
+        """One datagram from the client and the peer to each server address,
+        each family, waited for: the first IPv6 packets on fresh veths can wait
+        ~1 s for neighbour discovery, which is better over before any test."""
+        pairs = [(self.c, CLIENT4, SERVER4_C), (self.c, CLIENT6, SERVER6_C),
+                 (self.p, PEER4, SERVER4_P), (self.p, PEER6, SERVER6_P)]
+        socks = []
+        try:
+            for ns, src, dst in pairs:
+                rx = self.udp(self.s, dst, 0, timeout=5)
+                tx = self.udp(ns, src, 0)
+                socks += [rx, tx]
+                tx.sendto(b"prime", rx.getsockname()[:2])
+            for rx in socks[::2]:
+                rx.recvfrom(100)
+        finally:
+            for x in socks:
+                x.close()
 
     def cleanup(self):
         for n in reversed(self.made):

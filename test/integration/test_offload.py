@@ -425,7 +425,7 @@ class OffloadBed(unittest.TestCase):
         got = counters(srv)
         for d in ("to_peer", "to_client"):
             self.assertGreaterEqual(got["off_" + d] - before["off_" + d], CLIENTS * MESSAGES,
-                                    "%s: not offloaded %r" % (d, got))
+                                    "%s: not offloaded %r\n%s" % (d, got, offload_metrics(srv)))
             self.assertEqual(got["off_" + d] - before["off_" + d], got["pkts_" + d] - before["pkts_" + d],
                              "%s: some of uclient's channel traffic went through user space %r" % (d, got))
 
