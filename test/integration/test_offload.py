@@ -76,17 +76,20 @@ class Session:
     """A client with an allocation and a channel to a peer socket."""
 
     def __init__(self, tc, bed, srv_port=PORT, v6=False, chan=0x4000, peer_port=0, transport="udp",
-                 lifetime=3600):
+                 lifetime=3600, relay_v6=None):
+        """v6: the client talks IPv6; relay_v6 (default: as v6): the relay
+        address and the peer are IPv6."""
         self.tc, self.bed, self.chan = tc, bed, chan
+        relay_v6 = v6 if relay_v6 is None else relay_v6
         self.server = (SERVER6_C if v6 else SERVER4_C, srv_port)
         with netns(bed.c):
             self.t = Turn(self.server[0], srv_port, timeout=2, transport=transport)
         tc.addCleanup(self.t.close)
-        extra = [attr(A_RAF, bytes([2 if v6 else 1, 0, 0, 0]))]
+        extra = [attr(A_RAF, bytes([2 if relay_v6 else 1, 0, 0, 0]))]
         r = self.t.allocate(extra=extra, lifetime=lifetime)
         tc.assertTrue(r is not None and r["cls"] == 2, "Allocate failed: %r" % (r,))
         self.relay = self.t.relayed[0]
-        self.peer = bed.udp(bed.p, PEER6 if v6 else PEER4, peer_port)
+        self.peer = bed.udp(bed.p, PEER6 if relay_v6 else PEER4, peer_port)
         tc.addCleanup(self.peer.close)
         self.peer_addr = self.peer.getsockname()[:2]
         if chan:
@@ -258,6 +261,31 @@ class OffloadBed(unittest.TestCase):
         mid = counters(srv)
         n, b = s4.exchange(SIZES[::4])
         self.assert_offloaded(srv, mid, n, b, n, b, "IPv4 next to IPv6")
+        # across families (IPv4 client, IPv6 relay and back): relayed intact, in
+        # the kernel or not (the program never translates between families)
+        for v6 in (False, True):
+            x = Session(self, self.bed, v6=v6, relay_v6=not v6, chan=0x4200 + v6)
+            before = counters(srv)
+            n, b = x.exchange(SIZES[::8])
+            end = time.monotonic() + 3.5
+            while True:
+                got = counters(srv)
+                done = all(got["pkts_" + d] - before["pkts_" + d] == n and
+                           got["bytes_" + d] - before["bytes_" + d] == b for d in ("to_peer", "to_client"))
+                if done or time.monotonic() > end:
+                    break
+                time.sleep(0.1)
+            self.assertTrue(done, "relay counters across families: %r, want +%d/+%d" % (got, n, b))
+
+    def test_01b_rfc5766_channel_numbers(self):
+        """ternd binds 0x4000-0x7FFE (coturn's clients use 0x5000 and up): the
+        kernel relays them both ways like RFC 8656's 0x4000-0x4FFF."""
+        srv = self.tc_ternd()
+        for chan in (0x4fff, 0x5000, 0x7ffe):
+            before = counters(srv)
+            s = Session(self, self.bed, chan=chan)
+            n, b = s.exchange(SIZES[::10])
+            self.assert_offloaded(srv, before, n, b, n, b, "channel %#x" % chan)
 
     # 3 ---------------------------------------------------------------------------
     def test_03_tx_checksum_offload_on_and_off(self):
@@ -266,9 +294,11 @@ class OffloadBed(unittest.TestCase):
         the redirect's egress and checked by the receiver; and all on)."""
         srv = self.tc_ternd()
         self.addCleanup(self.bed.set_tx, False, True)
-        for senders, server in ((False, True), (True, False), (True, True), (False, False)):
-            with self.subTest(senders_tx=senders, server_tx=server):
+        for senders, server, fwd in ((False, True, False), (True, False, False), (True, True, False),
+                                     (False, False, False), (False, True, True), (True, False, True)):
+            with self.subTest(senders_tx=senders, server_tx=server, forwarding=fwd):
                 self.bed.set_tx(senders, server)
+                self.set_forwarding(fwd)
                 csum0 = [self.bed.nstat(ns, *CSUM) for ns in (self.bed.c, self.bed.p)]
                 before = counters(srv)
                 total = [0, 0]
@@ -498,6 +528,41 @@ class OffloadBed(unittest.TestCase):
         before = counters(a)
         n, b = sa.exchange(SIZES[::8])
         self.assert_offloaded(a, before, n, b, n, b, "after the other ternd exited")
+
+    # 11 --------------------------------------------------------------------------
+    def test_11_too_big_for_the_egress_mtu_goes_to_user_space(self):
+        """A peer datagram that fills the MTU is 4 bytes too big once it is
+        ChannelData: the kernel passes it up (reason mtu) and sends nothing."""
+        for forwarding in (False, True):
+            with self.subTest(forwarding=forwarding):
+                self.set_forwarding(forwarding)
+                srv = self.tc_ternd()
+                try:
+                    for v6, size in ((False, 1500 - 28), (True, 1500 - 48)):
+                        s = Session(self, self.bed, v6=v6)
+                        before = counters(srv)
+                        mtu0 = srv.total("tern_offload_passed_packets_total", reason="mtu")
+                        big = os.urandom(size)
+                        got = s.to_client(big)
+                        if got is not None:   # ternd sends it fragmented; then it is intact
+                            self.assertEqual(got, (struct.pack("!HH", s.chan, size) + big, s.server))
+                        self.assertEqual(srv.total("tern_offload_passed_packets_total", reason="mtu"), mtu0 + 1)
+                        n, b = s.exchange([size - 4, 1])   # fits: relayed in the kernel
+                        user = 0 if got is None else 1
+                        self.assert_counts(srv, before, off=(n, n), pkts=(n, n + user),
+                                           octets=(b, b + user * size), why="after the big one")
+                finally:
+                    srv.stop()
+
+    def set_forwarding(self, on):
+        """Forwarding on s0 and s1 (the program's FIB lookup answers
+        FWD_DISABLED without it, and the kernel's output route is used)."""
+        v = "1" if on else "0"
+        self.bed.exec(self.bed.s, ["sysctl", "-qw", "net.ipv4.conf.s0.forwarding=" + v,
+                                   "net.ipv4.conf.s1.forwarding=" + v, "net.ipv6.conf.s0.forwarding=" + v,
+                                   "net.ipv6.conf.s1.forwarding=" + v], check=True)
+        if on:
+            self.addCleanup(self.set_forwarding, False)
 
     # stale / config -----------------------------------------------------------------
     def test_10b_bad_interface_name_with_tc(self):
