@@ -148,14 +148,17 @@ class BedTernd(Ternd):
     the PID is ternd's).  With expect_ready=False, start() returns at once;
     wait_exit() then gives the exit status of a start meant to fail."""
 
-    def __init__(self, conf_text, ns, expect_ready=True, metrics_port=None):
+    def __init__(self, conf_text, ns, expect_ready=True, metrics_port=None, prefix=()):
+        """prefix: a command that execs its arguments (e.g. setpriv ...), run
+        inside the namespace before ternd."""
         super().__init__(conf_text, expect_ready)
         self.ns = ns
         self.metrics_port = metrics_port
+        self.prefix = list(prefix)
 
     def __enter__(self):
         self.errf = open(self.log, "w")
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, TERND, "-c", self.conf],
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns] + self.prefix + [TERND, "-c", self.conf],
                                      stdout=subprocess.PIPE, stderr=self.errf, text=True)
         if self.expect_ready:
             self.ready_line = self.proc.stdout.readline()
