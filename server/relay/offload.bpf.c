@@ -350,12 +350,6 @@ static __always_inline int udp_csum(struct __sk_buff *skb, const struct pkt *p,
     return 0;
 }
 
-/*
- * Out of the interface the FIB chose. NO_NEIGH (e.g. the first packet to a
- * peer) hands the packet to the kernel's neighbour code with the FIB's nexthop:
- * the lookup left the gateway (or the destination itself) in ipv4_dst/ipv6_dst
- * and may have switched family for an IPv4 route via an IPv6 gateway.
- */
 static __always_inline int set_macs(struct __sk_buff *skb, const struct bpf_fib_lookup *fib)
 {
     __u8 macs[2 * ETH_ALEN];
@@ -365,6 +359,12 @@ static __always_inline int set_macs(struct __sk_buff *skb, const struct bpf_fib_
     return bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0);
 }
 
+/*
+ * Out of the interface the FIB chose. NO_NEIGH (e.g. the first packet to a
+ * peer) hands the packet to the kernel's neighbour code with the FIB's nexthop:
+ * the lookup left the gateway (or the destination itself) in ipv4_dst/ipv6_dst
+ * and may have switched family for an IPv4 route via an IPv6 gateway.
+ */
 static __always_inline int xmit(struct bpf_fib_lookup *fib, int rc)
 {
     if (rc == BPF_FIB_LKUP_RET_SUCCESS)
