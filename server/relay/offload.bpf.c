@@ -350,23 +350,25 @@ static __always_inline int udp_csum(struct __sk_buff *skb, const struct pkt *p,
     return 0;
 }
 
+static __always_inline int set_macs(struct __sk_buff *skb, const struct bpf_fib_lookup *fib)
+{
+    __u8 macs[2 * ETH_ALEN];
+
+    __builtin_memcpy(macs, fib->dmac, ETH_ALEN);
+    __builtin_memcpy(macs + ETH_ALEN, fib->smac, ETH_ALEN);
+    return bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0);
+}
+
 /*
  * Out of the interface the FIB chose. NO_NEIGH (e.g. the first packet to a
  * peer) hands the packet to the kernel's neighbour code with the FIB's nexthop:
  * the lookup left the gateway (or the destination itself) in ipv4_dst/ipv6_dst
  * and may have switched family for an IPv4 route via an IPv6 gateway.
  */
-static __always_inline int xmit(struct __sk_buff *skb, struct bpf_fib_lookup *fib, int rc)
+static __always_inline int xmit(struct bpf_fib_lookup *fib, int rc)
 {
-    if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-        __u8 macs[2 * ETH_ALEN];
-
-        __builtin_memcpy(macs, fib->dmac, ETH_ALEN);
-        __builtin_memcpy(macs + ETH_ALEN, fib->smac, ETH_ALEN);
-        if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
-            return count(OFFLOAD_R_FAILED, TC_ACT_SHOT);
+    if (rc == BPF_FIB_LKUP_RET_SUCCESS)
         return bpf_redirect(fib->ifindex, 0);
-    }
     struct bpf_redir_neigh nh = { .nh_family = fib->family };
 
     if (fib->family == AF_INET6)
@@ -464,7 +466,8 @@ static __always_inline int relay(struct __sk_buff *skb, const struct pkt *p,
     }
     if (err || bpf_skb_store_bytes(skb, p->l4off, &n.udp, to_peer ? UDP_HLEN : UDP_HLEN + CD_HLEN,
                                    0) < 0 ||
-        bpf_skb_store_bytes(skb, ETH_HLEN, &n.ip, p->v6 ? IP6_HLEN : IP4_HLEN, 0) < 0)
+        bpf_skb_store_bytes(skb, ETH_HLEN, &n.ip, p->v6 ? IP6_HLEN : IP4_HLEN, 0) < 0 ||
+        (rc == BPF_FIB_LKUP_RET_SUCCESS && set_macs(skb, &fib) < 0))
         return count(OFFLOAD_R_FAILED, TC_ACT_SHOT);
 
     __u32 slot = v->slot;
@@ -477,7 +480,7 @@ static __always_inline int relay(struct __sk_buff *skb, const struct pkt *p,
         }
     }
     count(to_peer ? OFFLOAD_R_TO_PEER : OFFLOAD_R_TO_CLIENT, 0);
-    return xmit(skb, &fib, rc);
+    return xmit(&fib, rc);
 }
 
 SEC("tc")
