@@ -74,6 +74,13 @@ static void relay_offload_each(struct alloc *a, void *arg)
     relay_offload_sweep(a, false);
 }
 
+static void relay_offload_again(struct alloc *a, void *arg)
+{
+    (void)arg;
+    relay_offload_sweep(a, false);
+    relay_offload_all(a);
+}
+
 static void wheel_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -81,7 +88,8 @@ static void wheel_on_tick(evutil_socket_t fd, short what, void *arg)
     uint32_t now = clock_scaled_now(t->env.clock);
     /* The kernel's counts back at every tick: they are plain memory reads */
     if (t->off_chans)
-        relay_table_foreach(t, relay_offload_each, NULL);
+        relay_table_foreach(t, t->off_recheck ? relay_offload_again : relay_offload_each, NULL);
+    t->off_recheck = false;
     /* Every second up to now, in case a tick was late. */
     while (t->wheel_pos < now) {
         t->wheel_pos++;
@@ -139,9 +147,13 @@ void relay_table_free(struct relay_table *t)
     free(t);
 }
 
+/* A reload may have given a realm a bandwidth limit, which the kernel
+ * cannot enforce: its channels come back to user space at the next tick,
+ * once the TURN layer has found every allocation's realm again. */
 void relay_table_set_conf(struct relay_table *t, const struct conf *c)
 {
     t->env.conf = c;
+    t->off_recheck = true;
 }
 
 void relay_table_drop_conn(struct relay_table *t, const void *conn, const char *why)

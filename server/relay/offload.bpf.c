@@ -46,8 +46,12 @@
 #define IP_DF 0x4000
 #define IP_MF_OFFSET 0x3fff
 #define NEW_TTL 64 /* what the server's own sockets would use */
-#define CHAN_MIN_HI 0x40 /* channels 0x4000-0x7FFE: RFC 8656's 0x4000-0x4FFF and, as */
-#define CHAN_MASK 0xc0   /* ternd accepts for RFC 5766 clients (coturn's), up to 0x7FFE */
+/* RFC 8656 12.4: channels 0x4000-0x4FFF; RFC 5766 clients (coturn's
+ * uclient among them) use up to 0x7FFE, and ternd binds those too. */
+#define CHAN_MASK 0xc0
+#define CHAN_BITS 0x40
+/* route(): the FIB helper would not answer, the kernel routes at redirect */
+#define ROUTE_BY_KERNEL -1
 
 /* The payload move (CHECKSUM_PARTIAL packets, see looks_partial) copies in
  * chunks through the stack: 12 x 128 bytes covers a 1500-byte MTU in both
@@ -282,10 +286,12 @@ static __always_inline int move_payload(struct __sk_buff *skb, __u64 from, __u64
  * Route the rewritten packet as if the server had sent it. OUTPUT lookup: the
  * ifindex is the output interface (flowi oif) and constrains the route, so it
  * must be the one holding the new source address (v->oif), not the ingress
- * one. The kernel still answers FWD_DISABLED unless forwarding is enabled on
- * that interface (net.ipv4.conf.IF.forwarding, net.ipv6.conf.IF.forwarding),
- * OUTPUT or not: the loader's business. tot_len is the new packet's length, so
- * FRAG_NEEDED says the relayed packet would not fit the egress MTU.
+ * one. tot_len is the new packet's length, so FRAG_NEEDED says the relayed
+ * packet would not fit the egress MTU. The helper answers FWD_DISABLED when
+ * forwarding is off on that interface, OUTPUT or not, and a server that is
+ * not a router has it off: then the device MTU is checked here and
+ * bpf_redirect_neigh routes the packet the way the server's own sockets'
+ * packets are routed, which asks nothing about forwarding (ROUTE_BY_KERNEL).
  */
 static __always_inline int route(struct __sk_buff *skb, struct bpf_fib_lookup *fib,
                                  const struct pkt *p, const struct hdrs *n, __u32 oif,
@@ -351,23 +357,27 @@ static __always_inline int udp_csum(struct __sk_buff *skb, const struct pkt *p,
     return 0;
 }
 
+static __always_inline int set_macs(struct __sk_buff *skb, const struct bpf_fib_lookup *fib)
+{
+    __u8 macs[2 * ETH_ALEN];
+
+    __builtin_memcpy(macs, fib->dmac, ETH_ALEN);
+    __builtin_memcpy(macs + ETH_ALEN, fib->smac, ETH_ALEN);
+    return bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0);
+}
+
 /*
  * Out of the interface the FIB chose. NO_NEIGH (e.g. the first packet to a
  * peer) hands the packet to the kernel's neighbour code with the FIB's nexthop:
  * the lookup left the gateway (or the destination itself) in ipv4_dst/ipv6_dst
  * and may have switched family for an IPv4 route via an IPv6 gateway.
  */
-static __always_inline int xmit(struct __sk_buff *skb, struct bpf_fib_lookup *fib, int rc)
+static __always_inline int xmit(struct bpf_fib_lookup *fib, int rc, __u32 oif)
 {
-    if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-        __u8 macs[2 * ETH_ALEN];
-
-        __builtin_memcpy(macs, fib->dmac, ETH_ALEN);
-        __builtin_memcpy(macs + ETH_ALEN, fib->smac, ETH_ALEN);
-        if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
-            return count(OFFLOAD_R_FAILED, TC_ACT_SHOT);
+    if (rc == BPF_FIB_LKUP_RET_SUCCESS)
         return bpf_redirect(fib->ifindex, 0);
-    }
+    if (rc == ROUTE_BY_KERNEL)
+        return bpf_redirect_neigh(oif, NULL, 0, 0);
     struct bpf_redir_neigh nh = { .nh_family = fib->family };
 
     if (fib->family == AF_INET6)
@@ -438,21 +448,19 @@ static __always_inline int relay(struct __sk_buff *skb, const struct pkt *p,
     }
 
     int rc = route(skb, &fib, p, &n, v->oif, nulen + (p->v6 ? IP6_HLEN : IP4_HLEN));
+    if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED) {
+        __u32 mtu_len = 0;
+
+        if (bpf_check_mtu(skb, v->oif, &mtu_len, (__s32)nulen - (__s32)p->ulen, 0) !=
+            BPF_MTU_CHK_RET_SUCCESS)
+            return count(OFFLOAD_R_MTU, PASS);
+        rc = ROUTE_BY_KERNEL;
+    }
     if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
         return count(OFFLOAD_R_MTU, PASS);
-    if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED) {
-        /* Forwarding is off on oif: the normal state of a server, which
-         * sends from its own address and forwards nothing. The kernel's
-         * output route and neighbour code (bpf_redirect_neigh without a
-         * nexthop) send from oif as the socket would; the MTU is checked
-         * here since that path does not. */
-        __u32 mtu = 0;
-
-        if (bpf_check_mtu(skb, v->oif, &mtu, to_peer ? -CD_HLEN : CD_HLEN, 0) != BPF_MTU_CHK_RET_SUCCESS)
-            return count(OFFLOAD_R_MTU, PASS);
-    } else if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
+    if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH &&
+        rc != ROUTE_BY_KERNEL)
         return count(OFFLOAD_R_FIB, PASS);
-    }
 
     /* From here on the packet changes: a failure drops it. */
     if (udp_csum(skb, p, &n, to_peer) < 0 ||
@@ -476,7 +484,8 @@ static __always_inline int relay(struct __sk_buff *skb, const struct pkt *p,
     }
     if (err || bpf_skb_store_bytes(skb, p->l4off, &n.udp, to_peer ? UDP_HLEN : UDP_HLEN + CD_HLEN,
                                    0) < 0 ||
-        bpf_skb_store_bytes(skb, ETH_HLEN, &n.ip, p->v6 ? IP6_HLEN : IP4_HLEN, 0) < 0)
+        bpf_skb_store_bytes(skb, ETH_HLEN, &n.ip, p->v6 ? IP6_HLEN : IP4_HLEN, 0) < 0 ||
+        (rc == BPF_FIB_LKUP_RET_SUCCESS && set_macs(skb, &fib) < 0))
         return count(OFFLOAD_R_FAILED, TC_ACT_SHOT);
 
     __u32 slot = v->slot;
@@ -489,9 +498,7 @@ static __always_inline int relay(struct __sk_buff *skb, const struct pkt *p,
         }
     }
     count(to_peer ? OFFLOAD_R_TO_PEER : OFFLOAD_R_TO_CLIENT, 0);
-    if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
-        return bpf_redirect_neigh(v->oif, NULL, 0, 0);
-    return xmit(skb, &fib, rc);
+    return xmit(&fib, rc, v->oif);
 }
 
 SEC("tc")
@@ -507,7 +514,7 @@ int tern_relay(struct __sk_buff *skb)
 
     /* Client -> peer: ChannelData on a bound channel of this client. A miss
      * falls through: a peer's datagram may start with 0x4X as well. */
-    if (p.has_cd && (p.h.cd[0] & CHAN_MASK) == CHAN_MIN_HI) {
+    if (p.has_cd && (p.h.cd[0] & CHAN_MASK) == CHAN_BITS) {
         struct offload_chan_key k;
 
         __builtin_memset(&k, 0, sizeof(k));

@@ -54,7 +54,7 @@ struct offload {
     unsigned n_addrs;
 };
 
-static void addr16(uint8_t out[16], const struct sockaddr *sa)
+void offload_addr16(uint8_t out[16], const struct sockaddr *sa)
 {
     memset(out, 0, 16);
     if (sa->sa_family == AF_INET6) {
@@ -68,7 +68,7 @@ static void addr16(uint8_t out[16], const struct sockaddr *sa)
 unsigned offload_ifindex_of(const struct offload *o, const struct sockaddr *addr)
 {
     uint8_t ip[16];
-    addr16(ip, addr);
+    offload_addr16(ip, addr);
     for (unsigned i = 0; i < o->n_addrs; i++)
         if (memcmp(o->addrs[i].ip, ip, 16) == 0)
             return o->addrs[i].ifindex;
@@ -116,7 +116,7 @@ static int choose_interfaces(struct offload *o, const struct conf *c, char *msg,
         want[n_want++] = (const struct sockaddr *)&c->relay_ip[i];
     uint8_t want16[CONF_MAX_LISTEN + CONF_MAX_RELAY_IPS][16];
     for (size_t k = 0; k < n_want; k++)
-        addr16(want16[k], want[k]);
+        offload_addr16(want16[k], want[k]);
     bool skipped_lo = false;
     for (struct ifaddrs *it = ifs; it; it = it->ifa_next) {
         const struct sockaddr *sa = it->ifa_addr;
@@ -125,7 +125,7 @@ static int choose_interfaces(struct offload *o, const struct conf *c, char *msg,
         unsigned idx = if_nametoindex(it->ifa_name);
         if (o->n_addrs == MAX_ADDRS)
             break;
-        addr16(o->addrs[o->n_addrs].ip, sa);
+        offload_addr16(o->addrs[o->n_addrs].ip, sa);
         o->addrs[o->n_addrs++].ifindex = idx;
         if (c->n_offload_ifs || has_if(o, idx))
             continue;

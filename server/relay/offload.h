@@ -43,6 +43,9 @@ int offload_start(const struct conf *c, int n_workers, const void *obj, size_t o
 /* Detaches and closes everything; NULL is fine. */
 void offload_stop(struct offload *o);
 
+/* sa's address as the maps hold it (IPv4 as ::ffff:a.b.c.d). */
+void offload_addr16(uint8_t out[16], const struct sockaddr *sa);
+
 /* The interface holding addr (its ifindex), or 0 if no interface has it
  * (a wildcard, or an address gone since the start). */
 unsigned offload_ifindex_of(const struct offload *o, const struct sockaddr *addr);

@@ -32,6 +32,7 @@ struct relay_table {
     uint32_t *off_free;
     uint32_t off_n_free;
     uint32_t off_chans; /* channels relayed in the kernel now */
+    bool off_recheck;   /* a reload: are they all still the kernel's? */
 };
 
 /* The table's TURN clock, in (scaled) seconds. */

@@ -41,13 +41,7 @@ void relay_offload_fini(struct relay_table *t)
 
 static void addr16(uint8_t out[16], const struct sockaddr_in6 *sa)
 {
-    memset(out, 0, 16);
-    if (sa->sin6_family == AF_INET6) {
-        memcpy(out, &sa->sin6_addr, 16);
-        return;
-    }
-    out[10] = out[11] = 0xFF;
-    memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    offload_addr16(out, (const struct sockaddr *)sa);
 }
 
 static uint16_t port_of(const struct sockaddr_in6 *sa)

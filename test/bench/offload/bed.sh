@@ -14,7 +14,7 @@
 # interface, even with BPF_FIB_LOOKUP_OUTPUT: per interface on s0/s1 (the
 # entries' oif), not the global ip_forward.
 set -e
-C=tern-bpf-c S=tern-bpf-s P=tern-bpf-p
+C=tern-bpf-c S=tern-bpf-s P=tern-bpf-p MODE=$2
 case "$1" in
 up)
     for n in $C $S $P; do ip netns add $n; ip -n $n link set lo up; done
@@ -30,7 +30,7 @@ up)
     for i in s0 s1; do
         ip netns exec $S sysctl -qw net.ipv4.conf.$i.forwarding=1 net.ipv6.conf.$i.forwarding=1
     done
-    if [ "$2" = partial ]; then
+    if [ "$MODE" = partial ]; then
         ip netns exec $S ethtool -K s0 tx off >/dev/null
         ip netns exec $S ethtool -K s1 tx off >/dev/null
     else
