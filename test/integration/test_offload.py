@@ -15,6 +15,7 @@ rest still runs.  Root is needed for the namespaces.
 """
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -166,7 +167,13 @@ class OffloadBed(unittest.TestCase):
     def setUpClass(cls):
         if os.geteuid() != 0:
             raise unittest.SkipTest("needs root for network namespaces")
-        cls.bed = Bed(tx_offload=False)
+        missing = [t for t in ("ip", "ethtool", "nstat", "tc", "bpftool", "setpriv") if not shutil.which(t)]
+        if missing:
+            raise unittest.SkipTest("the bed needs " + ", ".join(missing))
+        try:
+            cls.bed = Bed(tx_offload=False)
+        except RuntimeError as e:   # Bed removed what it had made
+            raise unittest.SkipTest("cannot build the namespace bed: %s" % e)
         cls.addClassCleanup(cls.bed.cleanup)
         cls.refused = cls.probe()
 
@@ -443,6 +450,8 @@ class OffloadBed(unittest.TestCase):
         import sys
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
         from test_turn_clients import assert_relayed_all, CLIENTS, MESSAGES  # noqa: E402
+        if not (shutil.which("turnutils_uclient") and shutil.which("turnutils_peer")):
+            self.skipTest("coturn's turnutils_uclient / turnutils_peer are not installed")
         srv = self.tc_ternd()
         peer = subprocess.Popen(["ip", "netns", "exec", self.bed.p, "turnutils_peer", "-L", PEER4, "-p", "3480"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
