@@ -24,7 +24,7 @@ import time
 import unittest
 
 from ternd import Ternd, conf, free_port
-from turnclient import Turn, A_RAF
+from turnclient import Turn, A_RAF, A_LIFETIME, REFRESH
 from ternd import attr
 from nsbed import (Bed, BedTernd, netns, SERVER4_C, SERVER4_P, PEER4,
                    SERVER6_C, SERVER6_P, PEER6)
@@ -35,6 +35,7 @@ PERM_LIFETIME, CHAN_LIFETIME = 300, 600   # RFC 8656, before limits.time_scale
 SCALE = 200                        # expiry tests: permission 1.5 s, channel 3 s
 SIZES = sorted(set(list(range(1, 9)) + list(range(9, 1200, 41)) + [1199, 1200]))
 CSUM = ("UdpInCsumErrors", "Udp6InCsumErrors")
+A_MOBILITY = 0x8030
 
 
 def bed_conf(offload="tc", port=PORT, mport=MPORT, relay_ports=(49152, 50151), scale=1,
@@ -82,7 +83,7 @@ class Session:
     """A client with an allocation and a channel to a peer socket."""
 
     def __init__(self, tc, bed, srv_port=PORT, v6=False, chan=0x4000, peer_port=0, transport="udp",
-                 lifetime=3600, relay_v6=None):
+                 lifetime=3600, relay_v6=None, alloc_extra=()):
         """v6: the client talks IPv6; relay_v6 (default: as v6): the relay
         address and the peer are IPv6."""
         self.tc, self.bed, self.chan = tc, bed, chan
@@ -91,8 +92,9 @@ class Session:
         with netns(bed.c):
             self.t = Turn(self.server[0], srv_port, timeout=2, transport=transport)
         tc.addCleanup(self.t.close)
-        extra = [attr(A_RAF, bytes([2 if relay_v6 else 1, 0, 0, 0]))]
+        extra = [attr(A_RAF, bytes([2 if relay_v6 else 1, 0, 0, 0]))] + list(alloc_extra)
         r = self.t.allocate(extra=extra, lifetime=lifetime)
+        self.answer = r
         tc.assertTrue(r is not None and r["cls"] == 2, "Allocate failed: %r" % (r,))
         self.relay = self.t.relayed[0]
         self.peer = bed.udp(bed.p, PEER6 if relay_v6 else PEER4, peer_port)
@@ -602,6 +604,33 @@ class OffloadBed(unittest.TestCase):
         self.assertNotIn(tc.wait_exit(), (None, 0))
         lines = offload_lines(tc)
         self.assertTrue(lines and "offload:" in lines[-1], tc.stderr()[-2000:])
+
+    # 13 --------------------------------------------------------------------------
+    def test_13_mobility_moves_the_kernel_entries(self):
+        """RFC 8016: a Refresh with the ticket from a new 5-tuple moves the
+        allocation (to the other worker, sometimes): the old 5-tuple's
+        ChannelData no longer relays, the new one's is relayed in the kernel."""
+        srv = self.tc_ternd(extra="mobility = true;")
+        s = Session(self, self.bed, alloc_extra=[attr(A_MOBILITY, b"")])
+        ticket = s.answer["attrs"][A_MOBILITY][0]
+        before = counters(srv)
+        n = b = 0
+        for move in range(5):
+            dn, db = s.exchange(SIZES[::12])
+            n, b = n + dn, b + db
+            with netns(self.bed.c):
+                t = Turn(s.server[0], s.server[1], timeout=2)
+            self.addCleanup(t.close)
+            t.nonce = s.t.nonce
+            r = t.request(REFRESH, [attr(A_LIFETIME, struct.pack("!I", 3600)), attr(A_MOBILITY, ticket)])
+            self.assertEqual(r and r["cls"], 2, "Refresh with the ticket: %r" % (r,))
+            ticket = r["attrs"][A_MOBILITY][0]
+            old, s.t = s.t, t
+            old.send_channel(s.chan, b"from the old 5-tuple")
+            self.assertIsNone(Session.recv(s.peer, 0.3), "the old 5-tuple still relays after a move")
+        dn, db = s.exchange(SIZES[::12])
+        self.assert_offloaded(srv, before, n + dn, b + db, n + dn, b + db, "over 5 moves")
+        self.assertEqual(counters(srv)["channels"], 1)
 
     # stale / config -----------------------------------------------------------------
     def test_10b_bad_interface_name_with_tc(self):
