@@ -298,6 +298,7 @@ int bench_relay(const struct bench_opts *o)
            u->n, o->bytes, (unsigned long long)sent, (unsigned long long)got, loss, got / secs,
            p50, p99, secs, (unsigned long long)u->sent[C2P], (unsigned long long)u->delivered[C2P],
            (unsigned long long)u->sent[P2C], (unsigned long long)u->delivered[P2C]);
+    fflush(stdout); /* now, not at exit: deleting the allocations can take seconds */
     bench_stop = 0;
     bturn_delete_all(&t, bench_now_ns() + 10000000000u);
     close(ep);
