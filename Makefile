@@ -8,13 +8,14 @@ OPT      ?= -O2
 SAN      ?=
 CFLAGS   += -std=gnu11 -Wall -Wextra -Werror $(OPT) -g $(SAN) -D_GNU_SOURCE -I.
 CFLAGS   += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lbpf -lpthread
 LDFLAGS  += $(SAN)
 
 PROTO_SRC  := $(wildcard proto/*.c)
 AUTH_SRC   := $(wildcard auth/*.c)
 CONF_SRC   := $(wildcard conf/*.c)
-SERVER_SRC := $(wildcard server/*.c server/*/*.c)
+# server/relay/offload.bpf.c is the kernel relay program (clang -target bpf)
+SERVER_SRC := $(filter-out %.bpf.c,$(wildcard server/*.c server/*/*.c))
 LIB_SRC    := $(PROTO_SRC) $(AUTH_SRC) $(CONF_SRC)
 LIB_OBJ    := $(LIB_SRC:%.c=$(B)/%.o)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(B)/%.o)
@@ -31,8 +32,29 @@ $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(B)/ternd: $(SERVER_OBJ) $(WWW_OBJ) $(LIB_OBJ)
+$(B)/ternd: $(SERVER_OBJ) $(WWW_OBJ) $(B)/server/relay/offload_obj.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The kernel relay (issue 14): server/relay/offload.bpf.c, compiled for the
+# BPF target against the uapi headers only (no vmlinux.h: the build host
+# needs no kernel BTF), with -g for the BTF libbpf reads the maps from, and
+# compiled into ternd as offload_obj[] the way the web pages are.
+BPF_CLANG  ?= clang
+BPF_CFLAGS := -O2 -g -Wall -Wextra -Werror -target bpf -I. \
+              -I/usr/include/$(shell $(CC) -dumpmachine 2>/dev/null)
+$(B)/server/relay/offload.bpf.o: server/relay/offload.bpf.c server/relay/offload_maps.h
+	@mkdir -p $(dir $@)
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(B)/server/relay/offload_obj.c: $(B)/server/relay/offload.bpf.o
+	{ printf '#include <stddef.h>\nconst unsigned char offload_obj[] __attribute__((aligned(8))) = {\n'; \
+	  od -An -v -tx1 $< | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  printf '};\nconst size_t offload_obj_len = sizeof offload_obj;\n'; } > $@.tmp
+	mv $@.tmp $@
+
+.PRECIOUS: $(B)/server/relay/offload_obj.c
+$(B)/server/relay/offload_obj.o: $(B)/server/relay/offload_obj.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 # The web console's pages are compiled in: each server/www/NAME.html becomes
 # www_NAME_html[] (NUL-terminated) and www_NAME_html_len in a generated C
@@ -52,7 +74,7 @@ $(B)/server/www/%_html.o: $(B)/server/www/%_html.c
 # The server below its transports, for unit tests that drive the TURN service
 # and allocations with no client sockets and no Redis: cluster/ is replaced
 # by a fake (test/unit/fake_cluster.c) that answers now, later or never.
-CORE_OBJ   := $(patsubst %.c,$(B)/%.o,$(wildcard server/core/*.c server/relay/*.c server/stun/*.c server/turn/*.c))
+CORE_OBJ   := $(patsubst %.c,$(B)/%.o,$(filter-out %.bpf.c,$(wildcard server/core/*.c server/relay/*.c server/stun/*.c server/turn/*.c)))
 UNIT_EXTRA := $(CORE_OBJ) $(B)/test/unit/fake_cluster.o $(B)/test/unit/turn_harness.o
 
 $(B)/test_%: $(B)/test/unit/test_%.o $(LIB_OBJ) $(UNIT_EXTRA)

@@ -106,14 +106,16 @@ static int conf_load_ip_list(const struct conf_ctx *x, const config_setting_t *g
 
 static int conf_load_relay(const struct conf_ctx *x, struct conf *c, const config_setting_t *root)
 {
-    static const char *const keys[] = {"ip", "external_ip", "min_port", "max_port", NULL};
+    static const char *const keys[] = {"ip",       "external_ip", "min_port",
+                                       "max_port", "offload",     "offload_interfaces", NULL};
     config_setting_t *g;
     if (conf_take_group(x, root, "relay", keys, &g) < 0)
         return -1;
     if (!g)
         return 0;
     if (conf_load_ip_list(x, g, "ip", c->relay_ip, &c->n_relay_ip) < 0 ||
-        conf_load_ip_list(x, g, "external_ip", c->external_ip, &c->n_external_ip) < 0)
+        conf_load_ip_list(x, g, "external_ip", c->external_ip, &c->n_external_ip) < 0 ||
+        conf_load_offload(x, c, g) < 0)
         return -1;
     /* Below 1024 would need privileges and collide with system services. */
     if (conf_take_uint(x, g, "min_port", 1024, 65535, &c->relay_min_port) < 0 ||

@@ -28,6 +28,10 @@ enum conf_proto { CONF_UDP = 0, CONF_TCP = 1, CONF_TLS = 2, CONF_DTLS = 3 };
 enum conf_log_level { CONF_LOG_ERROR = 0, CONF_LOG_WARN, CONF_LOG_INFO, CONF_LOG_DEBUG };
 enum conf_log_format { CONF_LOG_TEXT = 0, CONF_LOG_JSON };
 
+enum conf_offload { CONF_OFFLOAD_AUTO, CONF_OFFLOAD_TC, CONF_OFFLOAD_OFF };
+#define CONF_MAX_OFFLOAD_IFS 16
+#define CONF_IFNAME 16 /* IFNAMSIZ */
+
 struct conf_listen {
     enum conf_proto proto;
     struct sockaddr_storage addr; /* ip + port */
@@ -120,6 +124,11 @@ struct conf {
     struct sockaddr_storage external_ip[CONF_MAX_RELAY_IPS];
     size_t n_external_ip;
     unsigned relay_min_port, relay_max_port;
+    /* relay.offload (issue 14): channels relayed by a tc program in the
+     * kernel; interfaces by name, none: those holding the addresses. */
+    enum conf_offload offload;
+    char offload_ifs[CONF_MAX_OFFLOAD_IFS][CONF_IFNAME];
+    size_t n_offload_ifs;
 
     char tls_cert[PATH_MAX];
     char tls_key[PATH_MAX];

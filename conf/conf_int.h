@@ -15,5 +15,8 @@ int conf_load_realms(const struct conf_ctx *x, struct conf *c, const config_sett
 void conf_realms_free(struct conf *c);
 /* oauth = { ... } (conf_oauth.c), after the realms. */
 int conf_load_oauth(const struct conf_ctx *x, struct conf *c, const config_setting_t *root);
+/* relay.offload and relay.offload_interfaces (conf_offload.c), from the
+ * relay group g. */
+int conf_load_offload(const struct conf_ctx *x, struct conf *c, const config_setting_t *g);
 
 #endif

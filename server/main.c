@@ -25,6 +25,7 @@
 #include "server/metrics.h"
 #include "server/notify.h"
 #include "server/privs.h"
+#include "server/relay/offload.h"
 #include "server/relay/quota.h"
 #include "server/relay/reserve.h"
 #include "server/reload.h"
@@ -182,6 +183,14 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     srv.n_workers = conf->workers ? conf->workers : (cores > 0 ? (int)cores : 1);
+    /* Before the privileges go: loading and attaching need CAP_BPF and
+     * CAP_NET_ADMIN; the map calls after that do not. */
+    if (offload_start(conf, srv.n_workers, offload_obj, offload_obj_len, &srv.offload, err,
+                      sizeof err) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    log_info("%s", err);
     srv.workers = calloc((size_t)srv.n_workers, sizeof *srv.workers);
     /* The main base is thread-safe (evthread): workers hand finished
      * tasks back to it. */
@@ -254,6 +263,7 @@ int main(int argc, char **argv)
         worker_join_free(&srv.workers[i]);
     free(srv.workers);
 out:
+    offload_stop(srv.offload);
     if (srv.tasks_ev)
         tasks_free(&srv);
     if (srv.base)

@@ -43,6 +43,7 @@
 #include "server/core/net.h"
 #include "server/core/stats.h"
 #include "server/drain.h"
+#include "server/relay/offload.h"
 #include "server/server.h"
 #include "server/transport/accept.h"
 
@@ -296,6 +297,40 @@ static void metrics_write_counters(const struct metrics_totals *t, struct evbuff
                                 (unsigned long long)t->tls_handshakes[d][r]);
 }
 
+/* The kernel relay (relay/offload.h): its own packets are also in
+ * tern_relay_packets_total, counted back about once a second. */
+static void metrics_write_offload(const struct server *srv, struct evbuffer *b)
+{
+    static const char *const reason_names[OFFLOAD_R_TO_PEER] = {
+        "other", "miss", "expired", "fragment", "length", "route", "mtu", "failed"
+    };
+    uint64_t pkts[STATS_N_DIRS] = { 0 }, chans = 0;
+    for (int i = 0; i < srv->n_workers; i++) {
+        for (int d = 0; d < STATS_N_DIRS; d++)
+            pkts[d] += stats_read(&srv->workers[i].stats.offload_packets[d]);
+        chans += stats_read(&srv->workers[i].stats.offload_channels);
+    }
+    metrics_write_single(b, "tern_offload_interfaces", "gauge",
+                         "Interfaces where the kernel relays channels (relay.offload).",
+                         offload_n_interfaces(srv->offload));
+    metrics_write_single(b, "tern_offload_channels", "gauge",
+                         "Channels relayed in the kernel now.", chans);
+    metrics_write_family(b, "tern_offload_packets_total", "counter",
+                         "Datagrams relayed in the kernel, by direction (also counted in "
+                         "tern_relay_packets_total).");
+    for (int d = 0; d < STATS_N_DIRS; d++)
+        evbuffer_add_printf(b, "tern_offload_packets_total{direction=\"%s\"} %llu\n",
+                            dir_names[d], (unsigned long long)pkts[d]);
+    if (!srv->offload)
+        return;
+    metrics_write_family(b, "tern_offload_passed_packets_total", "counter",
+                         "UDP datagrams the kernel program handed to ternd, by reason.");
+    for (int r = 0; r < OFFLOAD_R_TO_PEER; r++)
+        evbuffer_add_printf(b, "tern_offload_passed_packets_total{reason=\"%s\"} %llu\n",
+                            reason_names[r],
+                            (unsigned long long)offload_reason_total(srv->offload, r));
+}
+
 static void metrics_write_all(const struct metrics *m, struct evbuffer *b)
 {
     struct metrics_totals *t = malloc(sizeof *t); /* 30 KB: not on the stack */
@@ -306,6 +341,7 @@ static void metrics_write_all(const struct metrics *m, struct evbuffer *b)
     metrics_write_gauges(m->srv, t, b);
     metrics_write_redis(m->srv, b);
     metrics_write_counters(t, b);
+    metrics_write_offload(m->srv, b);
     free(t);
 }
 

@@ -197,6 +197,13 @@ int reload_start(struct server *srv, reload_done_fn done, void *arg)
                old->time_scale, c->time_scale);
         c->time_scale = old->time_scale;
     }
+    if (c->offload != old->offload || c->n_offload_ifs != old->n_offload_ifs ||
+        memcmp(c->offload_ifs, old->offload_ifs, sizeof c->offload_ifs) != 0) {
+        append(r->msg, sizeof r->msg, "; relay.offload stays as it is (restart to change)");
+        c->offload = old->offload;
+        c->n_offload_ifs = old->n_offload_ifs;
+        memcpy(c->offload_ifs, old->offload_ifs, sizeof c->offload_ifs);
+    }
     /* everything that can fail, before anything changes */
     bool tls_failed = false;
     if (transport_probe_new(old, c, err, sizeof err) < 0 ||

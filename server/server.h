@@ -96,6 +96,8 @@ struct worker {
 
 /* The server: owns the workers and everything they share (read-only, or
  * behind their own mutex). */
+struct offload;
+
 struct server {
     const char *conf_path;     /* the file, for reloads */
     struct gen *gen;           /* the current generation, owned */
@@ -124,6 +126,7 @@ struct server {
      * HTTP listener, and a direct call back would close that circle. */
     void (*control_run)(struct control_req *req);
     struct stats_realms stats_realms; /* the names behind the metrics' realm ids */
+    struct offload *offload;   /* the kernel relay (relay/offload.h); NULL when off; owned */
 };
 
 /* Worker lifecycle (worker.c). */

@@ -314,7 +314,8 @@ int worker_init(struct worker *w, struct server *srv, int id)
     struct relay_env re = { .base = w->base, .conf = c, .clock = &w->clock, .stats = &w->stats,
                             .realms = &w->realms, .quota = srv->quota,
                             .on_death = turn_on_alloc_death, .death_arg = w->turn,
-                            .on_tcp = turn_on_tcp, .worker_id = id };
+                            .on_tcp = turn_on_tcp, .worker_id = id,
+                            .offload = srv->offload };
     if (!(w->relay = relay_table_new(&re)))
         goto nomem;
     turn_set_relay(w->turn, w->relay);

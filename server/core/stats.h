@@ -90,6 +90,8 @@ struct worker_stats {
     stats_counter redis_parked;                 /* gauge: requests waiting on Redis */
     stats_counter redis_lookups;                /* credential lookups sent to Redis */
     stats_counter redis_failures;               /* lookups answered 500 (down, slow) */
+    stats_counter offload_packets[STATS_N_DIRS]; /* of packets[]: relayed in the kernel */
+    stats_counter offload_channels;             /* gauge: channels relayed in the kernel */
 };
 
 static inline void stats_add(stats_counter *c, uint64_t n)

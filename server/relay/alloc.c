@@ -68,11 +68,20 @@ static void wheel_link(struct relay_table *t, struct alloc *a)
     *slot = a;
 }
 
+static void relay_offload_each(struct alloc *a, void *arg)
+{
+    (void)arg;
+    relay_offload_sweep(a, false);
+}
+
 static void wheel_on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct relay_table *t = arg;
     uint32_t now = clock_scaled_now(t->env.clock);
+    /* The kernel's counts back at every tick: they are plain memory reads */
+    if (t->off_chans)
+        relay_table_foreach(t, relay_offload_each, NULL);
     /* Every second up to now, in case a tick was late. */
     while (t->wheel_pos < now) {
         t->wheel_pos++;
@@ -99,6 +108,10 @@ struct relay_table *relay_table_new(const struct relay_env *env)
     RAND_bytes((uint8_t *)&t->rng, sizeof t->rng);
     t->rng |= 1;
     t->wheel_pos = clock_scaled_now(env->clock);
+    if (relay_offload_init(t) < 0) {
+        relay_table_free(t);
+        return NULL;
+    }
     t->tick = event_new(env->base, -1, EV_PERSIST, wheel_on_tick, t);
     unsigned scale = env->clock->scale;
     struct timeval tv = { .tv_sec = 0, .tv_usec = (suseconds_t)(1000000 / scale) };
@@ -122,6 +135,7 @@ void relay_table_free(struct relay_table *t)
         event_free(t->tick);
     free(t->buckets);
     relay_rx_free(t->rx);
+    relay_offload_fini(t);
     free(t);
 }
 
@@ -250,6 +264,7 @@ struct alloc *alloc_create(struct relay_table *t, const struct client_ops *ops, 
 void alloc_destroy(struct alloc *a, const char *why)
 {
     struct relay_table *t = a->t;
+    relay_offload_sweep(a, true);
     table_unlink(t, a);
     tcp_relay_alloc_end(a);
     for (unsigned i = 0; i < a->n_relay; i++)
@@ -269,6 +284,7 @@ void alloc_set_lifetime(struct alloc *a, uint32_t lifetime)
     wheel_unlink(t, a);
     a->expires = clock_scaled_now(t->env.clock) + lifetime;
     wheel_link(t, a);
+    relay_offload_all(a);
 }
 
 /* --- mobility (RFC 8016) ------------------------------------------------ */
@@ -300,15 +316,18 @@ static void alloc_set_client(struct alloc *a, const struct client_ops *ops, void
 void alloc_table_rekey(struct alloc *a, const struct client_ops *ops, void *conn, void *owner,
                        const struct sockaddr *client, const struct sockaddr *local)
 {
+    relay_offload_sweep(a, true);
     table_unlink(a->t, a);
     alloc_set_client(a, ops, conn, owner, client, local);
     table_link(a->t, a);
+    relay_offload_all(a);
 }
 
 void alloc_table_detach(struct alloc *a, uint32_t *clock_at)
 {
     struct relay_table *t = a->t;
     *clock_at = clock_scaled_now(t->env.clock);
+    relay_offload_sweep(a, true);
     table_unlink(t, a);
     /* the sockets stay open: what peers send meanwhile waits in the kernel */
     for (unsigned i = 0; i < a->n_relay; i++) {
@@ -351,6 +370,7 @@ int alloc_table_adopt(struct relay_table *t, struct alloc *a, uint32_t clock_at,
         alloc_destroy(a, "out of memory");
         return -1;
     }
+    relay_offload_all(a);
     return 0;
 }
 

@@ -56,6 +56,9 @@ struct client_ops {
      * section 5.4) and carries raw bytes from now on; called once the
      * answer is written, and conn is gone when it returns. */
     void (*bound)(void *conn);
+    /* A plain UDP client (no TLS, no framing): its channels may be relayed
+     * by the kernel (offload.h). */
+    bool kernel_relay;
 };
 
 struct perm {
@@ -67,6 +70,11 @@ struct chan {
     uint16_t number;
     uint32_t expires; /* bound until; then quarantined until + 300 s */
     struct sockaddr_in6 peer; /* IPv4 stored as sockaddr_in inside */
+    /* Relayed in the kernel (relay_offload.c): counter slots off_slot - 1
+     * (to the peer) and off_slot (to the client); 0 when not. off_seen: the
+     * counters as last read (packets, bytes; to peer, then to client). */
+    uint32_t off_slot;
+    uint64_t off_seen[4];
 };
 
 struct relay {
@@ -119,6 +127,7 @@ struct alloc {
      * typical WebRTC allocation has one or two of each, so an idle
      * allocation stays small (owned; freed with the allocation). */
     uint16_t n_perms, cap_perms, n_chans, cap_chans;
+    uint16_t n_off; /* channels relayed in the kernel */
     struct perm *perms;
     struct chan *chans;
     /* bandwidth token bucket (bytes), limits.max_bps */

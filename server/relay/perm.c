@@ -30,6 +30,7 @@ int alloc_perm_add(struct alloc *a, const struct sockaddr *peer)
         struct perm *p = &a->perms[i];
         if (memcmp(&p->ip, &ip, sizeof ip) == 0) {
             p->expires = now + ALLOC_PERM_LIFETIME;
+            relay_offload_perm(a, &ip);
             return 0;
         }
         if (!free_slot && p->expires <= now)
@@ -50,6 +51,7 @@ int alloc_perm_add(struct alloc *a, const struct sockaddr *peer)
     }
     free_slot->ip = ip;
     free_slot->expires = now + ALLOC_PERM_LIFETIME;
+    relay_offload_perm(a, &ip);
     return 0;
 }
 
@@ -146,13 +148,17 @@ int alloc_chan_bind(struct alloc *a, uint16_t number, const struct sockaddr *pee
                 a->cap_chans = cap;
             }
             free_slot = &a->chans[a->n_chans++];
+            free_slot->off_slot = 0;
         }
         slot = free_slot;
+        if (slot->off_slot)
+            relay_offload_drop(a, slot);
         slot->number = number;
         memset(&slot->peer, 0, sizeof slot->peer);
         memcpy(&slot->peer, peer, net_addr_len(peer));
     }
     slot->expires = now + ALLOC_CHANNEL_LIFETIME;
+    relay_offload_chan(a, slot);
     return 0;
 }
 

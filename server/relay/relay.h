@@ -7,6 +7,8 @@
  *   quota.h    local allocation quotas (process-wide, mutex inside)
  *   reserve.h  EVEN-PORT reservations (process-wide, mutex inside)
  *   tcp_relay.h  TCP allocations (RFC 6062): peer connections, pairing
+ *   offload.h  the tc program relaying established UDP channels in the
+ *              kernel (process-wide; map calls need no lock)
  *
  * A leaf above core/: it knows no Redis, no TURN methods and no transport.
  * It talks back to a client through the struct client_ops it was given, and
@@ -30,6 +32,7 @@ struct realm_set;
 struct quota;
 struct alloc;
 struct tcp_relay_note;
+struct offload;
 
 /*
  * What the relay layer of one worker needs, handed over at init. Every
@@ -49,6 +52,9 @@ struct relay_env {
      * TCP allocation; called from the loop, with death_arg. */
     void (*on_tcp)(void *arg, struct alloc *a, const struct tcp_relay_note *n);
     int worker_id; /* the top byte of the CONNECTION-IDs this table gives */
+    /* The kernel relay (offload.h), NULL when off; its counter slots of
+     * this worker are offload_slots_of(worker_id). */
+    struct offload *offload;
 };
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * relay_int.h - what the parts of relay/ share: alloc.c (the table, the
  * timer wheel, lifetimes) uses relay_data.c (relay sockets and the data
- * paths), which uses perm.c (permissions and channels); never the other
+ * paths), which uses perm.c (permissions and channels); perm.c and alloc.c
+ * use relay_offload.c (channels relayed in the kernel); never the other
  * way. Not for use outside server/relay/.
  */
 #ifndef TERN_SERVER_RELAY_RELAY_INT_H
@@ -26,6 +27,11 @@ struct relay_table {
     uint64_t rng;          /* xorshift state: relay ports, Data indication ids */
     struct relay_rx *rx;   /* relay receive scratch, owned */
     struct tcp_conn *tcp_ids[TCP_RELAY_BUCKETS]; /* RFC 6062 connections by id (tcp_relay.c) */
+    /* The kernel relay's counter slots of this worker (relay_offload.c): a
+     * stack of free slot pairs, owned. */
+    uint32_t *off_free;
+    uint32_t off_n_free;
+    uint32_t off_chans; /* channels relayed in the kernel now */
 };
 
 /* The table's TURN clock, in (scaled) seconds. */
@@ -53,5 +59,23 @@ const struct chan *relay_chan_by_number(const struct alloc *a, uint16_t number, 
 const struct chan *relay_chan_by_peer(const struct alloc *a, const struct sockaddr *peer,
                                       uint32_t now);
 bool relay_perm_ok_at(const struct alloc *a, const struct sockaddr *peer, uint32_t now);
+
+/* relay_offload.c. Errors: none reported; a channel the kernel cannot take
+ * is relayed in user space. */
+int relay_offload_init(struct relay_table *t);
+void relay_offload_fini(struct relay_table *t);
+/* Let the kernel relay channel c of a (or refresh its expiry), when a is
+ * a plain UDP allocation without a bandwidth limit and c's peer has a
+ * permission. */
+void relay_offload_chan(struct alloc *a, struct chan *c);
+/* c out of the kernel, its counts taken (before c is reused). */
+void relay_offload_drop(struct alloc *a, struct chan *c);
+/* The channels to peers at ip, after their permission was refreshed. */
+void relay_offload_perm(struct alloc *a, const struct in6_addr *ip);
+/* Every live channel of a, after its 5-tuple, table or lifetime changed. */
+void relay_offload_all(struct alloc *a);
+/* Counters read back for every channel of a; the expired ones (or all, with
+ * all = true, before a ends or moves) taken out of the kernel. */
+void relay_offload_sweep(struct alloc *a, bool all);
 
 #endif

@@ -267,7 +267,8 @@ static int udp_client_send_many(void *conn, const struct sockaddr *client,
 }
 
 static const struct client_ops udp_client_ops = { .send = udp_client_send,
-                                                  .send_many = udp_client_send_many };
+                                                  .send_many = udp_client_send_many,
+                                                  .kernel_relay = true };
 
 static void udp_sock_free(struct udp_sock *s, const char *why)
 {

@@ -1,49 +1,47 @@
 #!/bin/sh
-# The offload benchmark's test bed (issue 14): client, server and peer network namespaces joined
-# by two veth pairs, the server in the middle.
-#
-#   tern-bench-c  c0 10.78.1.2/24 --- s0 10.78.1.1/24  tern-bench-s  s1 10.78.2.1/24 --- p0 10.78.2.2/24  tern-bench-p
-#
-#   bed.sh up [csum-offload-on]   create it (an old one is removed first)
-#   bed.sh down                   remove it
-#   bed.sh check                  exit 0 if it is up
-#
-# TX checksum offload is off on c0 and p0 (unless csum-offload-on), so datagrams cross the veths
-# with a full checksum and the receiver verifies it in software: a wrong rewrite in the tc program
-# shows as UdpInCsumErrors, and every mode pays the same checksum work.  Needs root, iproute2, ethtool.
+# Issue 14: client / server / peer namespaces joined by veth pairs, IPv4 and IPv6.
+#   tern-bpf-c  c0 10.77.1.2 fd77:1::2 --- s0 10.77.1.1 fd77:1::1  tern-bpf-s
+#               s1 10.77.2.1 fd77:2::1 --- p0 10.77.2.2 fd77:2::2  tern-bpf-p
+# bed.sh up [partial] | down
+# Default: TX checksum offload off on c0/p0, so packets cross the veths with a
+# full checksum (CHECKSUM_NONE) and the receiver verifies it in software: a
+# wrong rewrite shows as Udp(6)InCsumErrors. "partial": the senders leave the
+# checksum to the device (CHECKSUM_PARTIAL, the program's payload-move path)
+# and s0/s1 have TX offload off, so the redirected packet's checksum is
+# completed in software at the server's egress and verified by the receiver
+# (with offload on everywhere veth would never compute or check it).
+# bpf_fib_lookup returns FWD_DISABLED unless forwarding is on for the lookup's
+# interface, even with BPF_FIB_LOOKUP_OUTPUT: per interface on s0/s1 (the
+# entries' oif), not the global ip_forward.
 set -e
-C=tern-bench-c S=tern-bench-s P=tern-bench-p
+C=tern-bpf-c S=tern-bpf-s P=tern-bpf-p MODE=$2
 case "$1" in
 up)
-    "$0" down
     for n in $C $S $P; do ip netns add $n; ip -n $n link set lo up; done
     ip link add c0 netns $C type veth peer name s0 netns $S
     ip link add s1 netns $S type veth peer name p0 netns $P
-    ip -n $C addr add 10.78.1.2/24 dev c0; ip -n $C link set c0 up
-    ip -n $S addr add 10.78.1.1/24 dev s0; ip -n $S link set s0 up
-    ip -n $S addr add 10.78.2.1/24 dev s1; ip -n $S link set s1 up
-    ip -n $P addr add 10.78.2.2/24 dev p0; ip -n $P link set p0 up
-    ip -n $C route add default via 10.78.1.1
-    ip -n $P route add default via 10.78.2.1
-    ip netns exec $S sysctl -qw net.ipv4.ip_forward=1
-    if [ "$2" != csum-offload-on ]; then
+    ip -n $C addr add 10.77.1.2/24 dev c0; ip -n $C addr add fd77:1::2/64 dev c0 nodad
+    ip -n $S addr add 10.77.1.1/24 dev s0; ip -n $S addr add fd77:1::1/64 dev s0 nodad
+    ip -n $S addr add 10.77.2.1/24 dev s1; ip -n $S addr add fd77:2::1/64 dev s1 nodad
+    ip -n $P addr add 10.77.2.2/24 dev p0; ip -n $P addr add fd77:2::2/64 dev p0 nodad
+    for l in "$C c0" "$S s0" "$S s1" "$P p0"; do set -- $l; ip -n $1 link set $2 up; done
+    ip -n $C route add default via 10.77.1.1; ip -n $C -6 route add default via fd77:1::1
+    ip -n $P route add default via 10.77.2.1; ip -n $P -6 route add default via fd77:2::1
+    for i in s0 s1; do
+        ip netns exec $S sysctl -qw net.ipv4.conf.$i.forwarding=1 net.ipv6.conf.$i.forwarding=1
+    done
+    if [ "$MODE" = partial ]; then
+        ip netns exec $S ethtool -K s0 tx off >/dev/null
+        ip netns exec $S ethtool -K s1 tx off >/dev/null
+    else
         ip netns exec $C ethtool -K c0 tx off >/dev/null
         ip netns exec $P ethtool -K p0 tx off >/dev/null
     fi
-    # permanent neighbours: no ARP in the measurements, none expiring in the middle of one
-    mac() { ip -n $1 -br link show $2 | awk '{print $3}'; }
-    ip -n $C neigh replace 10.78.1.1 lladdr "$(mac $S s0)" dev c0 nud permanent
-    ip -n $S neigh replace 10.78.1.2 lladdr "$(mac $C c0)" dev s0 nud permanent
-    ip -n $S neigh replace 10.78.2.2 lladdr "$(mac $P p0)" dev s1 nud permanent
-    ip -n $P neigh replace 10.78.2.1 lladdr "$(mac $S s1)" dev p0 nud permanent
     ;;
 down)
     for n in $C $S $P; do ip netns del $n 2>/dev/null || true; done
     ;;
-check)
-    for n in $C $S $P; do ip netns exec $n true 2>/dev/null || exit 1; done
-    ;;
 *)
-    echo "usage: $0 up [csum-offload-on] | down | check" >&2; exit 2
+    echo "usage: $0 up [partial] | down" >&2; exit 2
     ;;
 esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The offload benchmark of issue 14: ternd with its eBPF tc offload, ternd without it, coturn and a
-TURN-less user-space forwarder (the floor), in one run, in the same namespace bed (bed.sh), driven by
+TURN-less user-space forwarder (the floor), in one run, in the same namespace bed (bench-bed.sh), driven by
 the same generator (ternbench relay, open loop, both directions) at the same offered rates.
 
   sudo nice python3 test/bench/offload/bench.py [--rate PPS] [--seconds S] [--steps N] [--quick]
@@ -760,7 +760,7 @@ def main():
     for b in ("ternd", "ternbench"):
         if not os.path.exists(os.path.join(build, b)):
             sys.exit(f"bench.py: {build}/{b} missing: make all first")
-    bed = os.path.join(HERE, "bed.sh")
+    bed = os.path.join(HERE, "bench-bed.sh")
     subprocess.run([bed, "up"], check=True)
     KSOFTIRQD.extend(ksoftirqd_pids())
     in_cg = join_cgroup()
