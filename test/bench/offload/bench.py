@@ -248,40 +248,66 @@ def bpftool_json(*args):
         return None
 
 
-def offload_reasons(pid):
-    """The tc program's per-CPU reasons array (offload_maps.h: enum offload_reason), summed over
-    CPUs, of the program(s) ternd `pid` holds; None if there is none or it cannot be read."""
-    progs = bpftool_json("prog", "show") or []
-    mine = [p for p in progs if p.get("name") == "tern_relay"
-            and any(q.get("pid") == pid for q in p.get("pids", []))]
-    if not mine:
-        return None
-    seen, total = set(), None
-    for p in mine:
-        for mid in p.get("map_ids", []):
-            if mid in seen:
-                continue
-            seen.add(mid)
-            info = bpftool_json("map", "show", "id", str(mid)) or {}
-            if info.get("type") != "percpu_array" or "reason" not in info.get("name", ""):
-                continue
-            dump = bpftool_json("map", "dump", "id", str(mid)) or []
+def held_bpf_ids(pid):
+    """The BPF program and map ids ternd `pid` holds (its fds' fdinfo): which of the machine's
+    tern_relay programs is ours (others may be running tests)."""
+    progs, maps = set(), set()
+    d = f"/proc/{pid}/fdinfo"
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return progs, maps
+    for n in names:
+        try:
+            for line in open(os.path.join(d, n)):
+                if line.startswith("prog_id:"):
+                    progs.add(int(line.split()[1]))
+                elif line.startswith("map_id:"):
+                    maps.add(int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+    return progs, maps
+
+
+def offload_counters(pid):
+    """From ternd's own maps: the per-CPU reasons array (offload_maps.h, enum offload_reason) summed
+    over CPUs, and the per-entry counts summed over slots; None if ternd holds no such maps."""
+    _, maps = held_bpf_ids(pid)
+    out = {}
+    for mid in sorted(maps):
+        info = bpftool_json("map", "show", "id", str(mid)) or {}
+        name = info.get("name", "")
+        if name not in ("reasons", "counts"):
+            continue
+        dump = bpftool_json("map", "dump", "id", str(mid)) or []
+        if name == "reasons":
             vals = [0] * len(REASONS)
             for e in dump:
-                key = e.get("key")
-                if isinstance(key, list):
-                    key = int.from_bytes(bytes(int(b, 16) for b in key), "little")
-                values = e.get("values", [])
-                s = 0
-                for v in values:
-                    v = v.get("value", 0)
-                    if isinstance(v, list):
-                        v = int.from_bytes(bytes(int(b, 16) for b in v), "little")
-                    s += int(v)
-                if isinstance(key, int) and key < len(vals):
-                    vals[key] += s
-            total = vals if total is None else [a + b for a, b in zip(total, vals)]
-    return total
+                f = e.get("formatted", {})
+                k = f.get("key")
+                if isinstance(k, int) and k < len(vals):
+                    vals[k] = sum(int(v.get("value", 0)) for v in f.get("values", []))
+            out["reasons"] = vals
+        else:
+            out["counts"] = sum(int(e.get("formatted", {}).get("value", {}).get("packets", 0))
+                                for e in dump)
+    return out if "reasons" in out else None
+
+
+def ternd_metrics():
+    """ternd's relay and offload counters from GET /metrics (the http listener on 127.0.0.1 in the
+    server namespace), summed over realms; {} if unavailable."""
+    r = subprocess.run(["ip", "netns", "exec", S, "curl", "-s", "--max-time", "3",
+                        f"http://127.0.0.1:{METRICS_PORT}/metrics"], capture_output=True, text=True)
+    out = {}
+    for line in r.stdout.splitlines():
+        m = re.match(r'(tern_relay_packets_total|tern_offload_packets_total|'
+                     r'tern_offload_passed_packets_total)\{([^}]*)\} (\d+)', line)
+        if m:
+            lab = dict(kv.split("=", 1) for kv in m.group(2).split(","))
+            key = m.group(1) + ":" + lab.get("direction", lab.get("reason", "")).strip('"')
+            out[key] = out.get(key, 0) + int(m.group(3))
+    return out
 
 
 # ---------------------------------------------------------------- servers
@@ -293,7 +319,9 @@ auth = {{ users = ( {{ user = "bench"; password = "bench-pass"; }} ); }};
 peers = {{ allow = [ "{peer}/32" ]; }};
 limits = {{ unauth_rate = 0; total_quota = 0; user_quota = 0; max_lifetime = 3600; }};
 log = {{ level = "warn"; }};
+http = {{ ip = "127.0.0.1"; port = {metrics}; }};
 """
+METRICS_PORT = 9641
 
 
 class Bench:
@@ -314,7 +342,8 @@ class Bench:
         path = os.path.join(self.dir, f"ternd-{offload or 'none'}.conf")
         with open(path, "w") as f:
             f.write(TERND_CONF.format(workers=self.a.workers, server=SERVER_IP, port=PORT,
-                                      relay=RELAY_IP, peer=PEER_IP, offload=extra))
+                                      relay=RELAY_IP, peer=PEER_IP, offload=extra,
+                                      metrics=METRICS_PORT))
         return path
 
     def ternd_knows_offload(self):
@@ -422,7 +451,9 @@ class Bench:
                 if not fwd.stdout.readline().startswith("fwd:"):
                     raise RuntimeError("ternfwd did not start")
                 server = fwd
-            reasons0 = offload_reasons(srv.pid) if mode == "offload" else None
+            ternd = mode in ("offload", "off")
+            reasons0 = offload_counters(srv.pid) if mode == "offload" else None
+            metrics0 = ternd_metrics() if ternd else None
             time.sleep(0.1)
             s0 = snapshot(server.pid, True)
             for g in gens:
@@ -435,7 +466,11 @@ class Bench:
                         results.append(dict(kv.split("=", 1) for kv in line.split()[1:]))
                         break
             s1 = snapshot(server.pid, False)
-            reasons1 = offload_reasons(srv.pid) if mode == "offload" else None
+            reasons1 = offload_counters(srv.pid) if mode == "offload" else None
+            metrics1 = None
+            if ternd:
+                time.sleep(1.5)        # ternd counts the kernel's packets back about once a second
+                metrics1 = ternd_metrics()
             if len(results) != len(gens):
                 raise RuntimeError(f"{mode}: a generator gave no result")
         finally:
@@ -446,7 +481,10 @@ class Bench:
             stop(srv)
             if srv_err:
                 srv_err.close()
-        return self.row(mode, rate, seconds, results, s0, s1, reasons0, reasons1)
+        r = self.row(mode, rate, seconds, results, s0, s1, reasons0, reasons1)
+        if metrics0 is not None and metrics1:
+            r["metrics"] = {k: v - metrics0.get(k, 0) for k, v in metrics1.items()}
+        return r
 
     def row(self, mode, rate, seconds, results, s0, s1, reasons0, reasons1):
         tot = lambda k: sum(int(r[k]) for r in results)
@@ -478,7 +516,9 @@ class Bench:
              "srv_udp_in": d[S]["UdpInDatagrams"],
              "softnet_drops": s1["softnet"] - s0["softnet"], "link_drops": drops}
         if reasons0 is not None and reasons1 is not None:
-            r["reasons"] = {n: b - a for n, a, b in zip(REASONS, reasons0, reasons1)}
+            r["reasons"] = {n: b - a for n, a, b in zip(REASONS, reasons0["reasons"],
+                                                           reasons1["reasons"])}
+            r["entry_counts"] = reasons1.get("counts", 0) - reasons0.get("counts", 0)
         r["ok"] = (r["loss_pct"] < LOSS_OK and r["offered_real"] >= OFFERED_OK * rate)
         r["limit"] = self.limit_of(r)
         log(f"  {mode:8} {rate:>9,.0f}/s offered {r['offered_real']:>9,.0f}/s  loss {r['loss_pct']:7.3f} %"
@@ -706,18 +746,32 @@ class Bench:
         runs = [r for r in [fixed.get("offload")] + all_runs.get("offload", []) + [half.get("offload")]
                 if r and "reasons" in r]
         if not runs and "offload" in fixed:
-            return ["The tc program's reasons counters could not be read (bpftool found no "
-                    "`tern_relay` program held by ternd, or no per-CPU map named *reason*)."]
-        out = ["Per run: packets the program relayed (to_peer + to_client) vs delivered; the other "
-               "reasons are packets it passed up to ternd.  Server UDP in = UdpInDatagrams in the "
-               "server namespace (what reached sockets: ternd's user-space share).", "",
-               "| offered | delivered | relayed in kernel | passed up (by reason) | server UDP in |",
-               "|---:|---:|---:|---|---:|"]
+            return ["The tc program's counters could not be read (ternd holds no `reasons` map, or "
+                    "bpftool failed)."]
+        out = ["Per offload run: what the generators sent and got; what the program relayed (its "
+               "reasons array: to_peer + to_client) and what it passed up to ternd (the other "
+               "reasons); the per-entry counters ternd reads back (counts map); ternd's /metrics "
+               "deltas (tern_relay_packets_total, of which tern_offload_packets_total; read 1.5 s "
+               "after the run, ternd counts back about once a second); UDP datagrams that reached "
+               "sockets in the server namespace (UdpInDatagrams: ternd's user-space share).", "",
+               "| offered | sent | delivered | relayed in kernel | passed up | entry counters | "
+               "metrics relay / offload | server UDP in |",
+               "|---:|---:|---:|---:|---|---:|---|---:|"]
         for r in runs:
-            rs = r["reasons"]
+            rs, m = r["reasons"], r.get("metrics", {})
             up = {k: v for k, v in rs.items() if k not in ("to_peer", "to_client") and v}
-            out.append(f"| {r['offered']:,.0f} | {r['delivered']:,} | {rs['to_peer'] + rs['to_client']:,} | "
-                       f"{', '.join(f'{k} {v:,}' for k, v in up.items()) or '0'} | {r['srv_udp_in']:,} |")
+            rel = sum(v for k, v in m.items() if k.startswith("tern_relay_packets_total:"))
+            off = sum(v for k, v in m.items() if k.startswith("tern_offload_packets_total:"))
+            out.append(f"| {r['offered']:,.0f} | {r['sent']:,} | {r['delivered']:,} | "
+                       f"{rs['to_peer'] + rs['to_client']:,} | "
+                       f"{', '.join(f'{k} {v:,}' for k, v in up.items()) or '0'} | "
+                       f"{r.get('entry_counts', 0):,} | {rel:,} / {off:,} | {r['srv_udp_in']:,} |")
+        offs = [r for r in [fixed.get("off")] + all_runs.get("off", []) if r and r.get("metrics")]
+        if offs:
+            out += ["", "Without offload, for comparison: ternd's tern_relay_packets_total delta vs "
+                    "delivered: " + ", ".join(
+                        f"{sum(v for k, v in r['metrics'].items() if k.startswith('tern_relay_packets_total:')):,}"
+                        f" / {r['delivered']:,}" for r in offs[:4])]
         return out
 
 
