@@ -26,6 +26,11 @@ struct bench_opts {
     struct sockaddr_storage peer_ip; /* -P, port 0 */
     unsigned src_ips;      /* --src-ips */
     unsigned lifetime;     /* -L */
+    /* relay only; the defaults leave the generator as it always was */
+    const char *peer_netns; /* --peer-netns: peer sockets in /var/run/netns/NAME */
+    unsigned batch;        /* --batch: open loop, up to N datagrams per sendmmsg (1) */
+    bool sync;             /* --sync: print the 5-tuples and "ready", wait for a stdin line */
+    bool rx_stamp;         /* --rx-stamp: latency to the kernel's receive time stamp */
 };
 
 /* Set by SIGINT/SIGTERM: every mode winds down and still prints its result. */

@@ -5,7 +5,19 @@
  * that arrives. Open loop (-r PPS): packets are offered at a fixed total
  * rate, spread over the allocations and both directions. Payloads carry the
  * send time, so latency is one-way (same clock: loopback only).
+ *
+ * Options for a test bed of network namespaces (test/bench/offload), all off
+ * by default so that the figures of the loopback benchmark stay comparable:
+ * --peer-netns puts the peer sockets in another namespace; --batch N lets
+ * the open loop hand up to N due datagrams of one socket to one sendmmsg
+ * (a cheaper generator); --rx-stamp takes the latency to the kernel's
+ * receive time stamp (SO_TIMESTAMPNS) rather than to when this thread got
+ * round to reading; --sync prints "tuple CLIENT SERVER RELAY PEER CHANNEL"
+ * per allocation and "ready" once set up, then waits for a line on stdin
+ * before pumping, so a script can start its meters (or a forwarder) first.
  */
+#include <arpa/inet.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +46,7 @@ struct pump {
     struct bench_hist h;
     uint8_t tx[BATCH][1500];
     uint8_t rx[BATCH][1500];
+    uint8_t ctl[BATCH][CMSG_SPACE(sizeof(struct timespec))];
 };
 
 /* Send up to `want` packets in direction dir from pair k; returns how many. */
@@ -74,24 +87,45 @@ static unsigned pump_recv(struct pump *u, unsigned k, int dir)
 {
     struct mmsghdr mh[BATCH];
     struct iovec iov[BATCH];
+    bool stamp = u->o->rx_stamp;
     for (unsigned j = 0; j < BATCH; j++) {
         iov[j] = (struct iovec){ u->rx[j], sizeof u->rx[j] };
         mh[j].msg_hdr = (struct msghdr){ .msg_iov = &iov[j], .msg_iovlen = 1 };
+        if (stamp) {
+            mh[j].msg_hdr.msg_control = u->ctl[j];
+            mh[j].msg_hdr.msg_controllen = sizeof u->ctl[j];
+        }
     }
     /* Direction dir's packets arrive on the other end of the pair. */
     int r = recvmmsg(u->p[k].fd[!dir], mh, BATCH, MSG_DONTWAIT, NULL);
     if (r <= 0)
         return 0;
     uint64_t now = bench_now_ns();
+    int64_t rt_off = 0; /* CLOCK_REALTIME - CLOCK_MONOTONIC: the stamps are in real time */
+    if (stamp) {
+        struct timespec rt;
+        clock_gettime(CLOCK_REALTIME, &rt);
+        rt_off = (int64_t)((uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec) -
+                 (int64_t)bench_now_ns();
+    }
     unsigned got = 0;
     size_t hdr = dir == P2C ? 4 : 0;
     for (int j = 0; j < r; j++) {
         const uint8_t *b = u->rx[j];
         if (mh[j].msg_len < hdr + 8 || (hdr && (b[0] & 0xC0) != 0x40))
             continue; /* a STUN answer, not data */
-        uint64_t ts;
+        uint64_t ts, at = now;
         memcpy(&ts, b + hdr, 8);
-        bench_hist_add(&u->h, now - ts);
+        if (stamp)
+            for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh[j].msg_hdr); c;
+                 c = CMSG_NXTHDR(&mh[j].msg_hdr, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+                    struct timespec kt;
+                    memcpy(&kt, CMSG_DATA(c), sizeof kt);
+                    at = (uint64_t)((int64_t)((uint64_t)kt.tv_sec * 1000000000u +
+                                              (uint64_t)kt.tv_nsec) - rt_off);
+                }
+        bench_hist_add(&u->h, at > ts ? at - ts : 0);
         got++;
     }
     u->delivered[dir] += got;
@@ -121,7 +155,8 @@ static void pump_run(struct pump *u, int ep, uint64_t end)
             uint64_t done = u->sent[C2P] + u->sent[P2C];
             for (unsigned m = 0; done < due && m < 4096; m++, rr++) {
                 unsigned k = (rr / 2) % u->n;
-                done += pump_send(u, k, (int)(rr & 1), 1);
+                uint64_t want = due - done;
+                done += pump_send(u, k, (int)(rr & 1), want < o->batch ? (unsigned)want : o->batch);
                 if (u->limit && u->sent[C2P] >= u->limit && u->sent[P2C] >= u->limit)
                     break;
             }
@@ -145,6 +180,50 @@ static void pump_run(struct pump *u, int ep, uint64_t end)
                 pump_send(u, k, dir, got);
         }
     }
+}
+
+static void addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+        snprintf(buf, len, "%s:%u", ip, port);
+    } else {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+        snprintf(buf, len, "[%s]:%u", ip, port);
+    }
+}
+
+/* --sync: tell the driving script the 5-tuples and that we are set up, then
+ * wait for its go (a line, or EOF, on stdin). */
+static int relay_sync(const struct bturn *t, const struct bench_opts *o)
+{
+    for (unsigned i = 0; i < t->n; i++) {
+        const struct bsess *s = &t->s[i];
+        struct sockaddr_storage cl;
+        socklen_t cl_len = sizeof cl;
+        char a[4][INET6_ADDRSTRLEN + 10];
+        if (s->state != BS_READY || getsockname(s->fd, (struct sockaddr *)&cl, &cl_len) < 0)
+            continue;
+        addr_str(&cl, a[0], sizeof a[0]);
+        addr_str(&o->server, a[1], sizeof a[1]);
+        addr_str(&s->relay, a[2], sizeof a[2]);
+        addr_str(&s->peer, a[3], sizeof a[3]);
+        printf("tuple %s %s %s %s 0x%x\n", a[0], a[1], a[2], a[3], s->chan);
+    }
+    printf("ready\n");
+    fflush(stdout);
+    char line[64];
+    if (!fgets(line, sizeof line, stdin) && ferror(stdin)) {
+        perror("ternbench: --sync");
+        return -1;
+    }
+    return 0;
 }
 
 int bench_relay(const struct bench_opts *o)
@@ -178,15 +257,22 @@ int bench_relay(const struct bench_opts *o)
         p->fd[C2P] = s->fd;
         p->fd[P2C] = s->peer_fd;
         p->last_rx[C2P] = p->last_rx[P2C] = bench_now_ns();
-        int sz = 1 << 20;
+        int sz = 1 << 20, one = 1;
         setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
         setsockopt(s->peer_fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+        if (o->rx_stamp && (setsockopt(s->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0 ||
+                            setsockopt(s->peer_fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0)) {
+            perror("ternbench: SO_TIMESTAMPNS");
+            return 1;
+        }
         struct epoll_event ce = { .events = EPOLLIN, .data.u32 = u->n << 1 };
         struct epoll_event pe = { .events = EPOLLIN, .data.u32 = u->n << 1 | 1 };
         epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ce);
         epoll_ctl(ep, EPOLL_CTL_ADD, s->peer_fd, &pe);
         u->n++;
     }
+    if (o->sync && relay_sync(&t, o) < 0)
+        return 1;
     uint64_t start = bench_now_ns();
     pump_run(u, ep, start + (uint64_t)(o->seconds * 1e9));
     double secs = (double)(bench_now_ns() - start) / 1e9;
@@ -207,9 +293,12 @@ int bench_relay(const struct bench_opts *o)
             u->n, o->bytes, (unsigned long long)sent, (unsigned long long)got, got / secs, loss,
             p50, p99);
     printf("result mode=relay allocations=%u bytes=%u sent=%llu delivered=%llu loss_pct=%.4f "
-           "rate=%.0f p50_us=%.1f p99_us=%.1f seconds=%.3f\n",
+           "rate=%.0f p50_us=%.1f p99_us=%.1f seconds=%.3f sent_c2p=%llu delivered_c2p=%llu "
+           "sent_p2c=%llu delivered_p2c=%llu\n",
            u->n, o->bytes, (unsigned long long)sent, (unsigned long long)got, loss, got / secs,
-           p50, p99, secs);
+           p50, p99, secs, (unsigned long long)u->sent[C2P], (unsigned long long)u->delivered[C2P],
+           (unsigned long long)u->sent[P2C], (unsigned long long)u->delivered[P2C]);
+    fflush(stdout); /* now, not at exit: deleting the allocations can take seconds */
     bench_stop = 0;
     bturn_delete_all(&t, bench_now_ns() + 10000000000u);
     close(ep);

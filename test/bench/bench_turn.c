@@ -5,6 +5,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,32 @@ static void tid_make(unsigned i, uint32_t seq, uint8_t tid[12])
     memcpy(tid, &idx, 4);
     memcpy(tid + 4, &seq, 4);
     memcpy(tid + 8, "tbnc", 4);
+}
+
+/* A UDP socket for a peer, in the network namespace --peer-netns names
+ * (a test bed's peer namespace) or in ours. */
+static int peer_socket(const struct bench_opts *o, int family)
+{
+    if (!o->peer_netns)
+        return socket(family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    char path[256];
+    snprintf(path, sizeof path, "/var/run/netns/%s", o->peer_netns);
+    int there = open(path, O_RDONLY | O_CLOEXEC), home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int fd = -1;
+    if (there >= 0 && home >= 0 && setns(there, CLONE_NEWNET) == 0) {
+        fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        if (setns(home, CLONE_NEWNET) < 0) {
+            perror("ternbench: back to our network namespace");
+            exit(1);
+        }
+    } else {
+        perror("ternbench: --peer-netns");
+    }
+    if (there >= 0)
+        close(there);
+    if (home >= 0)
+        close(home);
+    return fd;
 }
 
 static int sess_open(struct bturn *t, unsigned i)
@@ -55,7 +83,7 @@ static int sess_open(struct bturn *t, unsigned i)
     if (t->with_peer) {
         s->peer = t->o->peer_ip;
         socklen_t len = sizeof s->peer;
-        s->peer_fd = socket(s->peer.ss_family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        s->peer_fd = peer_socket(t->o, s->peer.ss_family);
         if (s->peer_fd < 0 || bind(s->peer_fd, (struct sockaddr *)&s->peer, bench_sa_len(&s->peer)) < 0 ||
             getsockname(s->peer_fd, (struct sockaddr *)&s->peer, &len) < 0)
             return -1;

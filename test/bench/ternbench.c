@@ -336,7 +336,12 @@ static void usage(void)
             "  -u USER -p PASS  credentials (bench / bench-pass)\n"
             "  -P IP       relay: peer socket address (127.0.0.1)\n"
             "  --src-ips K client sockets on 127.0.0.1..127.0.0.K\n"
-            "  -L SECONDS  hold: requested lifetime (600), refreshed at half\n");
+            "  -L SECONDS  hold: requested lifetime (600), refreshed at half\n"
+            "  relay in a namespace test bed (test/bench/offload):\n"
+            "  --peer-netns NAME  peer sockets in network namespace NAME\n"
+            "  --batch N   open loop: up to N due datagrams per sendmmsg (1)\n"
+            "  --rx-stamp 1  latency to the kernel's receive time stamp\n"
+            "  --sync 1    print the 5-tuples and \"ready\", wait for a line on stdin\n");
     exit(2);
 }
 
@@ -363,7 +368,7 @@ int main(int argc, char **argv)
 {
     struct bench_opts o = { .seconds = 5, .socks = 16, .win = 32, .n = 0, .bytes = 100,
                             .user = "bench", .pass = "bench-pass", .src_ips = 1,
-                            .lifetime = 600 };
+                            .lifetime = 600, .batch = 1 };
     if (argc < 4)
         usage();
     o.mode = argv[1];
@@ -390,6 +395,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-P")) peer = v;
         else if (!strcmp(a, "--src-ips")) o.src_ips = (unsigned)atoi(v);
         else if (!strcmp(a, "-L")) o.lifetime = (unsigned)atoi(v);
+        else if (!strcmp(a, "--peer-netns")) o.peer_netns = v;
+        else if (!strcmp(a, "--batch")) o.batch = (unsigned)atoi(v);
+        else if (!strcmp(a, "--rx-stamp")) o.rx_stamp = atoi(v) != 0;
+        else if (!strcmp(a, "--sync")) o.sync = atoi(v) != 0;
         else usage();
     }
     if (parse_addr(peer, "0", &o.peer_ip, NULL) < 0 || o.peer_ip.ss_family != o.server.ss_family) {
@@ -401,7 +410,7 @@ int main(int argc, char **argv)
         o.win = 4;
     if (o.seconds <= 0 || o.seconds > 86400 || o.socks < 1 || o.socks > MAX_SOCKS || o.win < 1 ||
         o.win > 256 || o.bytes < 16 || o.bytes > 1400 || o.rate < 0 || o.src_ips < 1 ||
-        o.src_ips > 254 || o.n > 1000000 || o.lifetime < 10) {
+        o.src_ips > 254 || o.n > 1000000 || o.lifetime < 10 || o.batch < 1 || o.batch > 64) {
         fprintf(stderr, "ternbench: argument out of range\n");
         return 2;
     }
