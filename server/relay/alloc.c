@@ -87,7 +87,9 @@ static void wheel_on_tick(evutil_socket_t fd, short what, void *arg)
     struct relay_table *t = arg;
     uint32_t now = clock_scaled_now(t->env.clock);
     /* The kernel's counts back at every tick: they are plain memory reads */
-    if (t->off_chans)
+    /* After a reload every allocation is looked at, also when none is in the
+     * kernel now: a limit removed gives their channels back to the kernel. */
+    if (t->off_chans || (t->off_recheck && t->env.offload))
         relay_table_foreach(t, t->off_recheck ? relay_offload_again : relay_offload_each, NULL);
     t->off_recheck = false;
     /* Every second up to now, in case a tick was late. */
