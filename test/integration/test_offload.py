@@ -309,7 +309,7 @@ class OffloadBed(unittest.TestCase):
         srv = self.tc_ternd()
         self.addCleanup(self.bed.set_tx, False, True)
         for senders, server, fwd in ((False, True, False), (True, False, False), (True, True, False),
-                                     (False, False, False), (False, True, True), (True, False, True)):
+                                     (False, True, True), (True, False, True)):
             with self.subTest(senders_tx=senders, server_tx=server, forwarding=fwd):
                 self.bed.set_tx(senders, server)
                 self.set_forwarding(fwd)
@@ -631,6 +631,30 @@ class OffloadBed(unittest.TestCase):
         dn, db = s.exchange(SIZES[::12])
         self.assert_offloaded(srv, before, n + dn, b + db, n + dn, b + db, "over 5 moves")
         self.assertEqual(counters(srv)["channels"], 1)
+
+    # 14 --------------------------------------------------------------------------
+    def test_14_reload_with_a_bandwidth_limit_takes_channels_back(self):
+        """A reload (SIGHUP) that sets limits.max_bps, which the kernel cannot
+        enforce, brings the existing channels back to user space; one that
+        removes it gives them to the kernel again."""
+        srv = self.tc_ternd()
+        s = Session(self, self.bed)
+        self.wait_channels(srv, 1)
+        with open(srv.conf) as f:
+            plain = f.read()
+        limited = plain.replace("max_lifetime = 3600;", "max_lifetime = 3600; max_bps = 10000000;")
+        for text, entries, why in ((limited, 0, "max_bps set by a reload"), (plain, 1, "max_bps removed again")):
+            with open(srv.conf, "w") as f:
+                f.write(text)
+            reloads = len(srv.lines("reload"))
+            srv.signal(signal.SIGHUP)
+            end = time.monotonic() + 3
+            while len(srv.lines("reload")) == reloads and time.monotonic() < end:
+                time.sleep(0.05)
+            self.wait_channels(srv, entries)
+            before = counters(srv)
+            n, b = s.exchange(SIZES[::12])
+            self.assert_counts(srv, before, off=(n * entries, n * entries), pkts=(n, n), octets=(b, b), why=why)
 
     # stale / config -----------------------------------------------------------------
     def test_10b_bad_interface_name_with_tc(self):
