@@ -528,6 +528,58 @@ class OffloadBed(unittest.TestCase):
             self.assertNotIn("tern_relay", tc_state(self.bed, dev), "left attached after exit")
         self.assertIsNone(s2.to_peer(b"after exit"), "relayed after ternd exited")
 
+    def clsact_ternd(self, **kw):
+        """A ternd that attaches by clsact filters, as on kernels before 6.6."""
+        self.need_bpf()
+        srv = self.ternd(bed_conf("tc", **kw), mport=kw.get("mport", MPORT),
+                         prefix=("env", "TERN_OFFLOAD_CLSACT=1"))
+        self.assertIn("(tc clsact)", offload_line(srv), srv.stderr()[-2000:])
+        return srv
+
+    def test_08b_clsact_filter_of_a_killed_ternd_is_replaced_at_the_next_start(self):
+        """A clsact filter outlives a SIGKILLed ternd (unlike a tcx link); the
+        next start of the same configuration takes the same handle and
+        replaces it, so the dead ternd's entries relay nothing."""
+        a = self.clsact_ternd()
+        s = Session(self, self.bed)
+        before = counters(a)
+        n, b = s.exchange(SIZES[::10])
+        self.assert_offloaded(a, before, n, b, n, b, "clsact")
+        a.kill9()
+        for dev in ("s0", "s1"):
+            self.assertEqual(tc_state(self.bed, dev).count("name tern_relay"), 1,
+                             "the killed ternd's filter: " + tc_state(self.bed, dev))
+        b_srv = self.clsact_ternd()
+        for dev in ("s0", "s1"):
+            self.assertEqual(tc_state(self.bed, dev).count("name tern_relay"), 1,
+                             "not replaced: " + tc_state(self.bed, dev))
+        self.assertIsNone(s.to_peer(b"old 5-tuple"), "a killed ternd's entry still relays")
+        s2 = Session(self, self.bed, chan=0x4321)
+        before = counters(b_srv)
+        n, b = s2.exchange(SIZES[::10])
+        self.assert_offloaded(b_srv, before, n, b, n, b, "after the stale filter was replaced")
+        self.assertEqual(b_srv.stop(), 0)
+        for dev in ("s0", "s1"):
+            self.assertNotIn("tern_relay", tc_state(self.bed, dev), "left attached after exit")
+        self.assertIsNone(s2.to_peer(b"after exit"), "relayed after ternd exited")
+
+    def test_09b_two_ternds_by_clsact_filters_chain(self):
+        a = self.clsact_ternd()
+        b_srv = self.clsact_ternd(port=PORT + 1, mport=MPORT + 1, relay_ports=(51000, 51999))
+        for dev in ("s0", "s1"):
+            self.assertEqual(tc_state(self.bed, dev).count("name tern_relay"), 2, tc_state(self.bed, dev))
+        sa = Session(self, self.bed)
+        sb = Session(self, self.bed, srv_port=PORT + 1, chan=0x4002)
+        for srv, s in ((a, sa), (b_srv, sb)):
+            before = counters(srv)
+            n, b = s.exchange(SIZES[::8])
+            self.assert_offloaded(srv, before, n, b, n, b, "clsact ternd on port %d" % s.server[1])
+        self.assertEqual(b_srv.stop(), 0)
+        self.assertEqual(tc_state(self.bed, "s0").count("name tern_relay"), 1, tc_state(self.bed, "s0"))
+        before = counters(a)
+        n, b = sa.exchange(SIZES[::8])
+        self.assert_offloaded(a, before, n, b, n, b, "after the other ternd's filter went")
+
     # 9 ---------------------------------------------------------------------------
     def test_09_two_ternds_on_one_interface(self):
         a = self.tc_ternd()
