@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <net/if_arp.h>
+#include <netpacket/packet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +89,19 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
     return 0;
 }
 
+/* The program reads a 14-byte Ethernet header (loopback has one too): a
+ * tunnel or other layer-3 device would be parsed wrong. getifaddrs lists
+ * each interface once as AF_PACKET, with its hardware type. */
+static bool is_ethernet(const struct ifaddrs *ifs, const char *name)
+{
+    for (const struct ifaddrs *it = ifs; it; it = it->ifa_next)
+        if (it->ifa_addr && it->ifa_addr->sa_family == AF_PACKET && strcmp(it->ifa_name, name) == 0) {
+            unsigned short t = ((const struct sockaddr_ll *)it->ifa_addr)->sll_hatype;
+            return t == ARPHRD_ETHER || t == ARPHRD_LOOPBACK;
+        }
+    return false;
+}
+
 static bool has_if(const struct offload *o, unsigned idx)
 {
     for (unsigned i = 0; i < o->n_ifs; i++)
@@ -118,6 +133,7 @@ static int choose_interfaces(struct offload *o, const struct conf *c, char *msg,
     for (size_t k = 0; k < n_want; k++)
         offload_addr16(want16[k], want[k]);
     bool skipped_lo = false;
+    unsigned other[MAX_IFS], n_other = 0; /* not Ethernet: said once each */
     for (struct ifaddrs *it = ifs; it; it = it->ifa_next) {
         const struct sockaddr *sa = it->ifa_addr;
         if (!sa || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
@@ -140,19 +156,31 @@ static int choose_interfaces(struct offload *o, const struct conf *c, char *msg,
             skipped_lo = true;
             continue;
         }
+        if (!is_ethernet(ifs, it->ifa_name)) {
+            bool told = false;
+            for (unsigned k = 0; k < n_other; k++)
+                told |= other[k] == idx;
+            if (!told && n_other < MAX_IFS) {
+                other[n_other++] = idx;
+                log_info("offload: %s is not an Ethernet interface: what arrives there stays in "
+                         "user space", it->ifa_name);
+            }
+            continue;
+        }
         if (o->n_ifs < MAX_IFS)
             o->ifindex[o->n_ifs++] = idx;
     }
-    freeifaddrs(ifs);
     for (size_t i = 0; i < c->n_offload_ifs; i++) {
         unsigned idx = if_nametoindex(c->offload_ifs[i]);
-        if (!idx) {
-            snprintf(msg, cap, "offload: relay.offload_interfaces: no interface named \"%s\"",
-                     c->offload_ifs[i]);
+        if (!idx || !is_ethernet(ifs, c->offload_ifs[i])) {
+            snprintf(msg, cap, "offload: relay.offload_interfaces: %s \"%s\"",
+                     idx ? "not an Ethernet interface:" : "no interface named", c->offload_ifs[i]);
+            freeifaddrs(ifs);
             return -2;
         }
         o->ifindex[o->n_ifs++] = idx;
     }
+    freeifaddrs(ifs);
     if (o->n_ifs == 0) {
         snprintf(msg, cap, "offload: off: %s", skipped_lo
                  ? "the listen and relay addresses are on loopback only (relay.offload = \"tc\" "

@@ -739,6 +739,31 @@ class OffloadBed(unittest.TestCase):
         self.assertNotIn(rc, (None, 0), "started with a bad offload interface")
         self.assertIn("nosuch9", srv.stderr())
 
+    def test_10d_layer3_interface_is_left_out_or_refused(self):
+        """The program reads an Ethernet header: a tun (layer-3) interface
+        holding an address of a wildcard listener is left out with a line;
+        named in offload_interfaces, it stops the start."""
+        self.need_bpf()
+        for cmd in (["ip", "tuntap", "add", "dev", "ttun9", "mode", "tun"],
+                    ["ip", "addr", "add", "10.78.9.1/24", "dev", "ttun9"],
+                    ["ip", "link", "set", "ttun9", "up"]):
+            r = self.bed.exec(self.bed.s, cmd)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        self.addCleanup(self.bed.exec, self.bed.s, ["ip", "link", "del", "ttun9"])
+        text = bed_conf(None).replace('ip = "%s"; port = %d; }' % (SERVER4_C, PORT),
+                                      'ip = "0.0.0.0"; port = %d; }' % PORT)
+        srv = self.ternd(text)
+        lines = offload_lines(srv)
+        self.assertIn("ttun9 is not an Ethernet interface", "\n".join(lines), lines)
+        self.assertIn("in the kernel on", "\n".join(lines), lines)
+        self.assertNotIn("ttun9", [l for l in lines if "in the kernel on" in l][0])
+        srv.stop()
+        bad = BedTernd(bed_conf("tc", interfaces=["s0", "ttun9"]), self.bed.s, expect_ready=False)
+        bad.start()
+        self.addCleanup(bad.stop)
+        self.assertNotIn(bad.wait_exit(), (None, 0), "started with a layer-3 offload interface")
+        self.assertIn('not an Ethernet interface: "ttun9"', bad.stderr())
+
     def test_10c_auto_in_the_bed_attaches(self):
         self.need_bpf()
         srv = self.ternd(bed_conf(None))   # the default: auto
