@@ -17,6 +17,7 @@
 #include "server/core/net.h"
 #include "server/drain.h"
 #include "server/relay/alloc.h"
+#include "server/relay/offload.h"
 #include "server/relay/reserve.h"
 #include "server/reload.h"
 #include "server/server.h"
@@ -45,7 +46,7 @@ static void cmd_status(struct control_req *req)
 {
     struct server *srv = req->srv;
     const struct conf *c = srv->conf;
-    uint64_t sessions[STATS_N_TRANSPORTS] = { 0 }, allocs = 0, relay = 0, rtt_us = 0;
+    uint64_t sessions[STATS_N_TRANSPORTS] = { 0 }, allocs = 0, relay = 0, rtt_us = 0, kchans = 0;
     bool redis_up = false;
     for (int i = 0; i < srv->n_workers; i++) {
         const struct worker_stats *st = &srv->workers[i].stats;
@@ -53,6 +54,7 @@ static void cmd_status(struct control_req *req)
             sessions[t] += stats_read(&st->sessions[t]);
         allocs += stats_read_realms(st->allocations);
         relay += stats_read(&st->relay_sockets);
+        kchans += stats_read(&st->offload_channels);
         redis_up |= stats_read(&st->redis_up) != 0;
         uint64_t r = stats_read(&st->redis_rtt_us);
         rtt_us = r > rtt_us ? r : rtt_us;
@@ -64,6 +66,7 @@ static void cmd_status(struct control_req *req)
     uint64_t uptime = (clock_mono_ms() - srv->started_ms) / 1000u;
     const char *redis = !srv->gen->has_redis ? "off" : redis_up ? "up" : "down";
     bool draining = drain_active(srv);
+    unsigned kifs = offload_n_interfaces(srv->offload);
     struct evbuffer *b = evbuffer_new();
     if (!b) {
         control_answer_line(req, false, "out of memory");
@@ -84,7 +87,9 @@ static void cmd_status(struct control_req *req)
             evbuffer_add_printf(b, "%.3f", rtt_us / 1000.0);
         else
             evbuffer_add_printf(b, "null");
-        evbuffer_add_printf(b, "}, \"draining\": %s}\n", draining ? "true" : "false");
+        evbuffer_add_printf(b, "}, \"offload\": {\"interfaces\": %u, \"channels\": %llu}, "
+                               "\"draining\": %s}\n",
+                            kifs, (unsigned long long)kchans, draining ? "true" : "false");
     } else {
         evbuffer_add_printf(b, "version      %s\nuptime       %llum %02llus\nworkers      %d\n"
                                "allocations  %llu\nsessions     tcp %llu, tls %llu, dtls %llu\n"
@@ -97,6 +102,11 @@ static void cmd_status(struct control_req *req)
                             (unsigned long long)free_ports, redis);
         if (redis_up && rtt_us)
             evbuffer_add_printf(b, ", round trip %.3f ms", rtt_us / 1000.0);
+        if (kifs)
+            evbuffer_add_printf(b, "\noffload      %u interfaces, %llu channels in the kernel", kifs,
+                                (unsigned long long)kchans);
+        else
+            evbuffer_add_printf(b, "\noffload      off");
         evbuffer_add_printf(b, "\ndraining     %s\n", draining ? "yes" : "no");
     }
     req->answer(req, true, b);

@@ -13,6 +13,7 @@ Where the kernel refuses BPF (a ternd started with offload = "tc" in the bed
 exits with the reason), the offload tests say SKIP with that reason and the
 rest still runs.  Root is needed for the namespaces.
 """
+import json
 import os
 import re
 import shutil
@@ -23,7 +24,8 @@ import subprocess
 import time
 import unittest
 
-from ternd import Ternd, conf, free_port
+from ternd import Ternd, conf, free_port, temp_dir
+from test_ternctl import ternctl
 from turnclient import Turn, A_RAF, A_LIFETIME, REFRESH
 from ternd import attr
 from nsbed import (Bed, BedTernd, netns, SERVER4_C, SERVER4_P, PEER4,
@@ -266,13 +268,19 @@ class OffloadBed(unittest.TestCase):
 
     # 1 ---------------------------------------------------------------------------
     def test_01_channel_ipv4_both_directions_counted(self):
-        srv = self.tc_ternd()
+        sock = os.path.join(temp_dir("tern-off-ctl-"), "ternd.sock")
+        srv = self.tc_ternd(extra='control = { path = "%s"; };' % sock)
         before = counters(srv)
         self.assertEqual(before["interfaces"], 2, before)
         s = Session(self, self.bed)
         self.wait_channels(srv, 1)
         n, b = s.exchange()
         self.assert_offloaded(srv, before, n, b, n, b)
+        status = ternctl("status", sock=sock)
+        self.assertEqual(status.returncode, 0, status.stderr)
+        self.assertRegex(status.stdout, r"(?m)^offload +2 interfaces, 1 channels in the kernel$")
+        status = json.loads(ternctl("--json", "status", sock=sock).stdout)
+        self.assertEqual(status["offload"], {"interfaces": 2, "channels": 1})
 
     # 2 ---------------------------------------------------------------------------
     def test_02_channel_ipv6_both_directions_counted(self):
