@@ -106,7 +106,7 @@ class ControlSocket(CtlCase):
         self.assertEqual(t.allocate()["cls"], 2)
         st = json.loads(self.ok("status", "--json"))
         self.assertEqual(set(st), {"version", "uptime_s", "workers", "allocations", "sessions",
-                                   "relay_ports", "redis", "draining"})
+                                   "relay_ports", "redis", "offload", "draining"})
         self.assertEqual(st["version"], self.ok("--version").split()[1])
         self.assertEqual(st["workers"], 2)
         self.assertGreaterEqual(st["allocations"], 1)
@@ -116,9 +116,11 @@ class ControlSocket(CtlCase):
         self.assertGreaterEqual(st["relay_ports"]["in_use"], 1)
         self.assertEqual(st["redis"], {"state": "off", "rtt_ms": None})
         self.assertIs(st["draining"], False)
+        self.assertEqual(st["offload"], {"interfaces": 0, "channels": 0})  # loopback: auto stays off
         text = self.ok("status")
         self.assertRegex(text, r"(?m)^version +%s$" % re.escape(st["version"]))
         self.assertRegex(text, r"(?m)^workers +2$")
+        self.assertRegex(text, r"(?m)^offload +off$")
         self.assertRegex(text, r"(?m)^draining +no$")
         # --json may come first, before the command
         self.assertEqual(json.loads(self.ok("--json", "status"))["workers"], 2)
