@@ -3,6 +3,7 @@ files; print one line "pyrun: P passed, F failed, S skipped" for
 test/run-all to add up."""
 import os
 import sys
+import time
 import unittest
 
 loader = unittest.TestLoader()
@@ -15,7 +16,25 @@ for arg in sys.argv[1:]:
         d, name = os.path.split(os.path.abspath(arg))
         sys.path.insert(0, d)
         suite.addTests(loader.loadTestsFromName(name[:-3] if name.endswith(".py") else name))
-result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+spent = {}  # seconds per test module, for keeping CI's time in view
+
+
+class TimedResult(unittest.TextTestResult):
+    def startTest(self, test):
+        self._t0 = time.monotonic()
+        super().startTest(test)
+
+    def stopTest(self, test):
+        mod = type(test).__module__
+        spent[mod] = spent.get(mod, 0.0) + time.monotonic() - self._t0
+        super().stopTest(test)
+
+
+t_all = time.monotonic()
+result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout, resultclass=TimedResult).run(suite)
+slow = sorted(spent.items(), key=lambda kv: -kv[1])[:8]
+print("pyrun: %.0f s; slowest modules: %s" % (time.monotonic() - t_all,
+      ", ".join("%s %.0f s" % kv for kv in slow)))
 bad = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
 skipped = len(result.skipped)
 print("pyrun: %d passed, %d failed, %d skipped" % (result.testsRun - bad - skipped, bad, skipped))
