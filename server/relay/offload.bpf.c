@@ -512,21 +512,24 @@ int tern_relay(struct __sk_buff *skb)
     if (r != PARSED)
         return count(r, PASS);
 
+    /* Both keys start alike: (our address, theirs, our port, their port),
+     * so the peer key is the channel key's prefix. */
+    struct offload_chan_key k;
+
+    __builtin_memset(&k, 0, sizeof(k));
+    if (p.v6) {
+        __builtin_memcpy(k.local, &p.h.ip.v6.daddr, 16);
+        __builtin_memcpy(k.client, &p.h.ip.v6.saddr, 16);
+    } else {
+        addr_v4mapped(k.local, p.h.ip.v4.daddr);
+        addr_v4mapped(k.client, p.h.ip.v4.saddr);
+    }
+    k.local_port = p.h.udp.dest;
+    k.client_port = p.h.udp.source;
+
     /* Client -> peer: ChannelData on a bound channel of this client. A miss
      * falls through: a peer's datagram may start with 0x4X as well. */
     if (p.has_cd && (p.h.cd[0] & CHAN_MASK) == CHAN_BITS) {
-        struct offload_chan_key k;
-
-        __builtin_memset(&k, 0, sizeof(k));
-        if (p.v6) {
-            __builtin_memcpy(k.local, &p.h.ip.v6.daddr, 16);
-            __builtin_memcpy(k.client, &p.h.ip.v6.saddr, 16);
-        } else {
-            addr_v4mapped(k.local, p.h.ip.v4.daddr);
-            addr_v4mapped(k.client, p.h.ip.v4.saddr);
-        }
-        k.local_port = p.h.udp.dest;
-        k.client_port = p.h.udp.source;
         k.chan = (__u16)p.h.cd[0] << 8 | p.h.cd[1];
         struct offload_fwd *v = bpf_map_lookup_elem(&chan_map, &k);
         if (v)
@@ -537,16 +540,7 @@ int tern_relay(struct __sk_buff *skb)
      * address; a peer without one takes ternd's Data indication path. */
     struct offload_peer_key pk;
 
-    __builtin_memset(&pk, 0, sizeof(pk));
-    if (p.v6) {
-        __builtin_memcpy(pk.relay, &p.h.ip.v6.daddr, 16);
-        __builtin_memcpy(pk.peer, &p.h.ip.v6.saddr, 16);
-    } else {
-        addr_v4mapped(pk.relay, p.h.ip.v4.daddr);
-        addr_v4mapped(pk.peer, p.h.ip.v4.saddr);
-    }
-    pk.relay_port = p.h.udp.dest;
-    pk.peer_port = p.h.udp.source;
+    __builtin_memcpy(&pk, &k, sizeof(pk));
     struct offload_fwd *v = bpf_map_lookup_elem(&peer_map, &pk);
     if (!v)
         return count(OFFLOAD_R_MISS, PASS);

@@ -36,6 +36,14 @@ struct offload_peer_key {
     __be16 relay_port, peer_port;
 };
 
+/* The program makes the peer key from the channel key's first bytes. */
+_Static_assert(__builtin_offsetof(struct offload_chan_key, local_port) ==
+                   __builtin_offsetof(struct offload_peer_key, relay_port) &&
+               __builtin_offsetof(struct offload_chan_key, client_port) ==
+                   __builtin_offsetof(struct offload_peer_key, peer_port) &&
+               sizeof(struct offload_peer_key) <= sizeof(struct offload_chan_key),
+               "the peer key is a prefix of the channel key");
+
 #define OFFLOAD_F_DF 1 /* IPv4: set Don't Fragment on the relayed packet */
 
 /* What the relayed packet becomes. */

@@ -83,14 +83,6 @@ static inline bool bandwidth_take(struct alloc *a, size_t len)
     return !rate || bandwidth_refill_take(a, len, rate);
 }
 
-static const struct relay *relay_for(const struct alloc *a, int family)
-{
-    for (unsigned i = 0; i < a->n_relay; i++)
-        if (a->relay[i].addr.sin6_family == family)
-            return &a->relay[i];
-    return NULL;
-}
-
 /* DF on (IPv4: IP_PMTUDISC_DO; IPv6: IPV6_DONTFRAG) or off (IPv4:
  * IP_PMTUDISC_DONT, the RFC 8656 section 14 "alternate behavior" of a DF
  * of 0; IPv6: fragment at the source when needed) for the relay socket. */
@@ -146,7 +138,7 @@ static void relay_to_peer(struct alloc *a, const struct sockaddr *peer, const ui
                           size_t len, uint32_t now, int df)
 {
     struct worker_stats *st = a->t->env.stats;
-    const struct relay *r = relay_for(a, peer->sa_family);
+    const struct relay *r = relay_of_family(a, peer->sa_family);
     if (!r || !relay_perm_ok_at(a, peer, now)) {
         stats_add(&st->drops[STATS_DROP_NO_PERMISSION], 1);
         return;

@@ -51,6 +51,15 @@ static inline uint64_t relay_rng_next(struct relay_table *t)
     return t->rng;
 }
 
+/* The allocation's relay socket of that family, or NULL. */
+static inline const struct relay *relay_of_family(const struct alloc *a, int family)
+{
+    for (unsigned i = 0; i < a->n_relay; i++)
+        if (a->relay[i].addr.sin6_family == family)
+            return &a->relay[i];
+    return NULL;
+}
+
 /* relay_data.c: the receive scratch of a table. */
 struct relay_rx *relay_rx_new(void);
 void relay_rx_free(struct relay_rx *rx);

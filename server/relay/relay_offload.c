@@ -49,14 +49,6 @@ static uint16_t port_of(const struct sockaddr_in6 *sa)
     return sa->sin6_port; /* sin_port sits at the same offset */
 }
 
-static const struct relay *relay_of(const struct alloc *a, int family)
-{
-    for (unsigned i = 0; i < a->n_relay; i++)
-        if (a->relay[i].addr.sin6_family == family)
-            return &a->relay[i];
-    return NULL;
-}
-
 static void keys_of(const struct alloc *a, const struct chan *c, const struct relay *r,
                     struct offload_chan_key *ck, struct offload_peer_key *pk)
 {
@@ -123,7 +115,7 @@ static void count_back(struct alloc *a, struct chan *c)
 void relay_offload_drop(struct alloc *a, struct chan *c)
 {
     struct relay_table *t = a->t;
-    const struct relay *r = relay_of(a, c->peer.sin6_family);
+    const struct relay *r = relay_of_family(a, c->peer.sin6_family);
     struct offload_chan_key ck;
     struct offload_peer_key pk;
     if (r) {
@@ -150,7 +142,7 @@ void relay_offload_chan(struct alloc *a, struct chan *c)
         until = c->expires;
     if (a->expires < until)
         until = a->expires;
-    const struct relay *r = relay_of(a, c->peer.sin6_family);
+    const struct relay *r = relay_of_family(a, c->peer.sin6_family);
     bool ok = a->ops->kernel_relay && !a->tcp && until > now && r &&
               a->client.sin6_family == c->peer.sin6_family &&
               t->env.realms->r[a->realm].now.max_bps == 0;
